@@ -1,0 +1,499 @@
+//! The one HTTP client the app uses for ARM and Resource Graph: bearer tokens, retry with backoff and jitter on
+//! 5xx and timeouts, 429 honouring `Retry-After`, one silent token refresh on 401, `nextLink` paging,
+//! long-running-operation polling, and typed errors carrying ARM's request id.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::credential::{transport, TokenSource};
+use crate::error::{ArmError, AzureError};
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after a 5xx or a timeout.
+    pub max_retries: u32,
+    /// Waits after a 429 before giving up.
+    pub max_throttle_waits: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Longest `Retry-After` the client will sleep; longer ones are cut to this.
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+    /// Bounds on the interval between LRO polls (the service's `Retry-After` is used within them).
+    pub min_poll: Duration,
+    pub max_poll: Duration,
+    /// Give up on a long-running operation after this long.
+    pub lro_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 4,
+            max_throttle_waits: 8,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(60),
+            min_poll: Duration::from_secs(1),
+            max_poll: Duration::from_secs(60),
+            lro_timeout: Duration::from_secs(3 * 3600),
+        }
+    }
+}
+
+/// A successful response.
+#[derive(Debug)]
+pub struct ArmResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+    pub request_id: Option<String>,
+}
+
+impl ArmResponse {
+    pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, AzureError> {
+        serde_json::from_slice(&self.body).map_err(|e| AzureError::Decode {
+            what: what.to_string(),
+            detail: e.to_string(),
+            request_id: self.request_id.clone(),
+        })
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    }
+}
+
+/// Counters a caller can read to report progress and measure work.
+#[derive(Debug, Default)]
+pub struct ClientCounters {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct ArmClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    scope: String,
+    credential: Arc<dyn TokenSource>,
+    policy: RetryPolicy,
+    counters: Arc<ClientCounters>,
+}
+
+#[derive(Deserialize)]
+struct Page<T> {
+    #[serde(default = "Vec::new")]
+    value: Vec<T>,
+    #[serde(rename = "nextLink", default)]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct OperationStatus {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+/// Build the shared reqwest client, trusting `extra_ca_pem` (the simulated tenant's CA) when given.
+pub fn http_client(extra_ca_pem: Option<&[u8]>) -> Result<reqwest::Client, AzureError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("Ringmaster/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .https_only(true);
+    if let Some(pem) = extra_ca_pem {
+        let cert = reqwest::Certificate::from_pem(pem)
+            .map_err(|e| AzureError::Config(format!("the CA certificate could not be read: {e}")))?;
+        b = b.tls_certs_only([cert]);
+    }
+    b.build().map_err(|e| AzureError::Config(format!("the HTTP client could not be built: {e}")))
+}
+
+impl ArmClient {
+    pub fn new(
+        http: reqwest::Client,
+        arm_endpoint: &str,
+        scope: &str,
+        credential: Arc<dyn TokenSource>,
+        policy: RetryPolicy,
+    ) -> Result<Self, AzureError> {
+        let endpoint = Url::parse(arm_endpoint)
+            .map_err(|e| AzureError::Config(format!("ARM endpoint '{arm_endpoint}' is not a URL: {e}")))?;
+        if endpoint.scheme() != "https" {
+            return Err(AzureError::Config("the ARM endpoint must use https".into()));
+        }
+        Ok(ArmClient {
+            http,
+            endpoint,
+            scope: scope.to_string(),
+            credential,
+            policy,
+            counters: Arc::new(ClientCounters::default()),
+        })
+    }
+
+    pub fn counters(&self) -> &ClientCounters {
+        &self.counters
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.counters.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn credential(&self) -> &Arc<dyn TokenSource> {
+        &self.credential
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Resolve a path (`/subscriptions/...`) with query pairs, or accept an absolute link from ARM (nextLink,
+    /// polling URLs) only when it points at the configured endpoint: a bearer token must never leave it.
+    pub fn url(&self, path_or_url: &str, query: &[(&str, &str)]) -> Result<Url, AzureError> {
+        let mut url = if path_or_url.starts_with("https://") || path_or_url.starts_with("http://") {
+            let u = Url::parse(path_or_url).map_err(|e| AzureError::Decode {
+                what: "link from Azure".into(),
+                detail: e.to_string(),
+                request_id: None,
+            })?;
+            if u.scheme() != "https"
+                || u.host_str() != self.endpoint.host_str()
+                || u.port_or_known_default() != self.endpoint.port_or_known_default()
+            {
+                return Err(AzureError::ForeignLink(u.host_str().unwrap_or_default().to_string()));
+            }
+            u
+        } else {
+            let mut u = self.endpoint.clone();
+            u.set_path(path_or_url);
+            u
+        };
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Send one request with the retry rules; returns a 2xx response or the error.
+    pub async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<ArmResponse, AzureError> {
+        let mut attempt = 0u32;
+        let mut throttle_waits = 0u32;
+        let mut refreshed = false;
+        let mut force_refresh = false;
+        loop {
+            let token = self.credential.token(&self.scope, std::mem::take(&mut force_refresh)).await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.secret())
+                .header("x-ms-client-request-id", uuid::Uuid::new_v4().to_string())
+                .timeout(self.policy.request_timeout);
+            if let Some(b) = body {
+                req = req.header(CONTENT_TYPE, "application/json").body(b.to_string());
+            }
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = transport(url.as_str(), e);
+                    if attempt < self.policy.max_retries {
+                        attempt += 1;
+                        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(target: "arm", "{} {}: {err}; retry {attempt}", method, url.path());
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let request_id = headers.get("x-ms-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    let err = transport(url.as_str(), e);
+                    if attempt < self.policy.max_retries {
+                        attempt += 1;
+                        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(self.backoff(attempt)).await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            };
+            if status.is_success() {
+                return Ok(ArmResponse { status, headers, body: bytes, request_id });
+            }
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                // Expired or revoked: get a fresh token once, then retry.
+                refreshed = true;
+                force_refresh = true;
+                continue;
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS && throttle_waits < self.policy.max_throttle_waits {
+                throttle_waits += 1;
+                self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                let wait = retry_after(&headers).unwrap_or(Duration::from_secs(5)).min(self.policy.max_retry_after);
+                tracing::info!(target: "arm", "{} {}: throttled, waiting {:?}", method, url.path(), wait);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_server_error() && attempt < self.policy.max_retries {
+                attempt += 1;
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                let wait = retry_after(&headers).unwrap_or_else(|| self.backoff(attempt)).min(self.policy.max_delay);
+                tracing::warn!(target: "arm", "{} {}: HTTP {}; retry {attempt}", method, url.path(), status.as_u16());
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(arm_error(status, &headers, &bytes, request_id));
+        }
+    }
+
+    /// Exponential backoff with full jitter.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.policy.base_delay.saturating_mul(1u32 << attempt.min(10));
+        let cap = exp.min(self.policy.max_delay);
+        let ms = rand::rng().random_range(cap.as_millis() as u64 / 2..=cap.as_millis().max(1) as u64);
+        Duration::from_millis(ms)
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        what: &str,
+    ) -> Result<T, AzureError> {
+        let url = self.url(path, query)?;
+        self.send(Method::GET, url, None).await?.json(what)
+    }
+
+    /// Follow `nextLink` until the last page; `on_page` sees the running count.
+    pub async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        what: &str,
+        mut on_page: impl FnMut(usize),
+    ) -> Result<Vec<T>, AzureError> {
+        let mut out = Vec::new();
+        let mut url = self.url(path, query)?;
+        loop {
+            let resp = self.send(Method::GET, url, None).await?;
+            let page: Page<T> = resp.json(what)?;
+            out.extend(page.value);
+            on_page(out.len());
+            match page.next_link.filter(|l| !l.is_empty()) {
+                // nextLink already carries api-version and the skip token: use it as is.
+                Some(next) => url = self.url(&next, &[])?,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// A Resource Graph query over `subscriptions`, every page (`$skipToken`) of up to 1,000 rows.
+    pub async fn resource_graph<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        subscriptions: &[String],
+        mut on_page: impl FnMut(usize, usize),
+    ) -> Result<Vec<T>, AzureError> {
+        #[derive(Deserialize)]
+        struct GraphPage<T> {
+            #[serde(rename = "totalRecords", default)]
+            total_records: u64,
+            #[serde(default = "Vec::new")]
+            data: Vec<T>,
+            #[serde(rename = "$skipToken", default)]
+            skip_token: Option<String>,
+        }
+        let url = self.url(
+            "/providers/Microsoft.ResourceGraph/resources",
+            &[("api-version", crate::cloud::api_version::RESOURCE_GRAPH)],
+        )?;
+        let mut out = Vec::new();
+        let mut skip: Option<String> = None;
+        loop {
+            let mut options = serde_json::json!({"$top": 1000, "resultFormat": "objectArray"});
+            if let Some(t) = &skip {
+                options["$skipToken"] = Value::String(t.clone());
+            }
+            let mut body = serde_json::json!({"query": query, "options": options});
+            if !subscriptions.is_empty() {
+                body["subscriptions"] = serde_json::json!(subscriptions);
+            }
+            let resp = self.send(Method::POST, url.clone(), Some(&body)).await?;
+            let page: GraphPage<T> = resp.json("Resource Graph result")?;
+            out.extend(page.data);
+            on_page(out.len(), page.total_records as usize);
+            match page.skip_token.filter(|t| !t.is_empty()) {
+                Some(t) => skip = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Send a write and, if it is long-running, poll it to the end (`Azure-AsyncOperation` first, then
+    /// `Location`). Returns the final resource (PUT/PATCH) or the operation's result body, if any.
+    pub async fn send_lro(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, AzureError> {
+        let url = self.url(path, query)?;
+        let first = self.send(method.clone(), url.clone(), body).await?;
+        let async_op = first.header("azure-asyncoperation");
+        let location = first.header("location");
+        let started = tokio::time::Instant::now();
+        let operation = format!("{} {}", method, url.path());
+        if let Some(op_url) = async_op {
+            let mut wait = self.poll_wait(&first);
+            let mut op_url = self.url(&op_url, &[])?;
+            loop {
+                self.check_lro_deadline(started, &operation)?;
+                tokio::time::sleep(wait).await;
+                let r = self.send(Method::GET, op_url.clone(), None).await?;
+                let s: OperationStatus = r.json("operation status")?;
+                match s.status.as_str() {
+                    "Succeeded" => break,
+                    "Failed" | "Canceled" | "Cancelled" => {
+                        let e = s.error.unwrap_or(ErrorBody { code: s.status.clone(), message: String::new() });
+                        return Err(AzureError::OperationFailed {
+                            operation,
+                            status: s.status,
+                            code: e.code,
+                            message: e.message,
+                            request_id: r.request_id,
+                        });
+                    }
+                    _ => {
+                        wait = self.poll_wait(&r);
+                        if let Some(next) = r.header("azure-asyncoperation") {
+                            op_url = self.url(&next, &[])?;
+                        }
+                    }
+                }
+            }
+            return match method {
+                Method::PUT | Method::PATCH => {
+                    let r = self.send(Method::GET, url, None).await?;
+                    Ok(Some(r.json("resource after operation")?))
+                }
+                _ => match location {
+                    Some(loc) => {
+                        let r = self.send(Method::GET, self.url(&loc, &[])?, None).await?;
+                        Ok(if r.body.is_empty() { None } else { Some(r.json("operation result")?) })
+                    }
+                    None => Ok(None),
+                },
+            };
+        }
+        if let Some(loc) = location {
+            if first.status == StatusCode::ACCEPTED
+                || first.status == StatusCode::CREATED
+                || first.status == StatusCode::OK
+            {
+                let mut wait = self.poll_wait(&first);
+                let mut loc_url = self.url(&loc, &[])?;
+                loop {
+                    self.check_lro_deadline(started, &operation)?;
+                    tokio::time::sleep(wait).await;
+                    let r = self.send(Method::GET, loc_url.clone(), None).await?;
+                    if r.status == StatusCode::ACCEPTED {
+                        wait = self.poll_wait(&r);
+                        if let Some(next) = r.header("location") {
+                            loc_url = self.url(&next, &[])?;
+                        }
+                        continue;
+                    }
+                    return Ok(if r.body.is_empty() { None } else { Some(r.json("operation result")?) });
+                }
+            }
+        }
+        Ok(if first.body.is_empty() { None } else { Some(first.json("response")?) })
+    }
+
+    fn poll_wait(&self, r: &ArmResponse) -> Duration {
+        retry_after(&r.headers).unwrap_or(Duration::from_secs(10)).clamp(self.policy.min_poll, self.policy.max_poll)
+    }
+
+    fn check_lro_deadline(&self, started: tokio::time::Instant, operation: &str) -> Result<(), AzureError> {
+        if started.elapsed() > self.policy.lro_timeout {
+            return Err(AzureError::OperationFailed {
+                operation: operation.to_string(),
+                status: "TimedOut".into(),
+                code: "OperationTimedOut".into(),
+                message: format!("no result after {:?}", self.policy.lro_timeout),
+                request_id: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get("retry-after")?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn arm_error(status: StatusCode, headers: &HeaderMap, body: &[u8], request_id: Option<String>) -> AzureError {
+    let correlation_id = headers.get("x-ms-correlation-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (code, message) = match serde_json::from_slice::<ErrorEnvelope>(body) {
+        Ok(ErrorEnvelope { error: Some(e) }) if !e.code.is_empty() => (e.code, e.message),
+        _ => (
+            status.canonical_reason().unwrap_or("Error").replace(' ', ""),
+            String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string(),
+        ),
+    };
+    AzureError::Arm(ArmError { status: status.as_u16(), code, message, request_id, correlation_id })
+}
+
+/// A client for the simulated tenant (demo mode, tests, the benchmark): trusts its generated CA only and signs
+/// in with its client credentials.
+pub fn simulated_tenant_client(
+    arm: &str,
+    login: &str,
+    ca_pem: &[u8],
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: &str,
+    policy: RetryPolicy,
+) -> Result<ArmClient, AzureError> {
+    let http = http_client(Some(ca_pem))?;
+    let cloud = crate::Cloud::simulated(login, arm);
+    let cred =
+        crate::ClientSecretCredential::new(http.clone(), &cloud.authority_host, tenant_id, client_id, client_secret);
+    ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), policy)
+}

@@ -1,0 +1,245 @@
+//! Access tokens for ARM: the client-credentials grant (service principals, the simulated tenant) and the
+//! Azure CLI's signed-in account (through `azure_identity`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::error::AzureError;
+
+/// A bearer token. Its value never appears in `Debug` output or logs.
+#[derive(Clone)]
+pub struct AccessToken {
+    value: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl AccessToken {
+    pub fn new(value: String, expires_at: OffsetDateTime) -> Self {
+        AccessToken { value, expires_at }
+    }
+    pub fn secret(&self) -> &str {
+        &self.value
+    }
+    /// Refresh a little early so a token does not expire in flight.
+    fn fresh(&self) -> bool {
+        self.expires_at - time::Duration::minutes(2) > OffsetDateTime::now_utc()
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccessToken(<redacted>, expires {})", self.expires_at)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait TokenSource: Send + Sync {
+    /// A token for `scope`; `force_refresh` skips the cache (after ARM said 401).
+    async fn token(&self, scope: &str, force_refresh: bool) -> Result<AccessToken, AzureError>;
+    /// How this source signs in, for the settings screen.
+    fn describe(&self) -> String;
+}
+
+/// OAuth 2.0 client credentials against Entra v2 (`{authority}/{tenant}/oauth2/v2.0/token`), found through the
+/// tenant's OpenID discovery document.
+pub struct ClientSecretCredential {
+    http: reqwest::Client,
+    authority_host: String,
+    tenant_id: String,
+    client_id: String,
+    client_secret: String,
+    cache: Mutex<CredentialCache>,
+}
+
+impl fmt::Debug for ClientSecretCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSecretCredential")
+            .field("authority_host", &self.authority_host)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The token endpoint found by discovery, and the last token with its scope.
+#[derive(Default)]
+struct CredentialCache {
+    token_endpoint: Option<String>,
+    token: Option<(String, AccessToken)>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    token_endpoint: String,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: i64,
+}
+
+#[derive(Deserialize)]
+struct EntraError {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+impl ClientSecretCredential {
+    pub fn new(
+        http: reqwest::Client,
+        authority_host: &str,
+        tenant_id: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Self {
+        ClientSecretCredential {
+            http,
+            authority_host: authority_host.trim_end_matches('/').to_string(),
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            cache: Mutex::new(CredentialCache::default()),
+        }
+    }
+
+    async fn token_endpoint(&self) -> Result<String, AzureError> {
+        let url = format!("{}/{}/v2.0/.well-known/openid-configuration", self.authority_host, self.tenant_id);
+        let resp = self.http.get(&url).timeout(Duration::from_secs(30)).send().await.map_err(|e| transport(&url, e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| transport(&url, e))?;
+        if !status.is_success() {
+            return Err(AzureError::Auth(entra_message(&body, status.as_u16())));
+        }
+        let d: Discovery = serde_json::from_slice(&body).map_err(|e| AzureError::Decode {
+            what: "OpenID discovery document".into(),
+            detail: e.to_string(),
+            request_id: None,
+        })?;
+        Ok(d.token_endpoint)
+    }
+}
+
+/// Turn an Entra error body into plain words (AADSTS code kept for support).
+fn entra_message(body: &[u8], status: u16) -> String {
+    match serde_json::from_slice::<EntraError>(body) {
+        Ok(e) => {
+            let first = e.error_description.split(" Trace ID:").next().unwrap_or_default().trim().to_string();
+            let hint = if first.starts_with("AADSTS7000215") {
+                " Check the client secret: use the secret's value, not its ID."
+            } else if first.starts_with("AADSTS700016") {
+                " Check the application (client) ID and that the app is registered in this tenant."
+            } else if first.starts_with("AADSTS90002") {
+                " Check the tenant ID and the cloud."
+            } else {
+                ""
+            };
+            format!("{} ({}).{hint}", first, e.error)
+        }
+        Err(_) => format!("the sign-in service answered HTTP {status}"),
+    }
+}
+
+pub(crate) fn transport(url: &str, e: reqwest::Error) -> AzureError {
+    let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    // reqwest's Display includes the URL; keep only the cause chain.
+    let mut detail = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        detail = if e.is_timeout() { "timed out".into() } else { "connection failed".into() };
+    }
+    AzureError::Transport { host, detail, timed_out: e.is_timeout() }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for ClientSecretCredential {
+    async fn token(&self, scope: &str, force_refresh: bool) -> Result<AccessToken, AzureError> {
+        let mut cache = self.cache.lock().await;
+        if !force_refresh {
+            if let Some((s, t)) = &cache.token {
+                if s == scope && t.fresh() {
+                    return Ok(t.clone());
+                }
+            }
+        }
+        let endpoint = match &cache.token_endpoint {
+            Some(e) => e.clone(),
+            None => {
+                let e = self.token_endpoint().await?;
+                cache.token_endpoint = Some(e.clone());
+                e
+            }
+        };
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.as_str()),
+            ("scope", scope),
+        ];
+        let resp = self
+            .http
+            .post(&endpoint)
+            .form(&form)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| transport(&endpoint, e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| transport(&endpoint, e))?;
+        if !status.is_success() {
+            return Err(AzureError::Auth(entra_message(&body, status.as_u16())));
+        }
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| AzureError::Decode {
+            what: "token response".into(),
+            detail: e.to_string(),
+            request_id: None,
+        })?;
+        let token = AccessToken::new(t.access_token, OffsetDateTime::now_utc() + time::Duration::seconds(t.expires_in));
+        cache.token = Some((scope.to_string(), token.clone()));
+        Ok(token)
+    }
+
+    fn describe(&self) -> String {
+        format!("service principal {} (client secret)", self.client_id)
+    }
+}
+
+/// The account signed in to the Azure CLI (`az login`), through `azure_identity`.
+pub struct AzureCliSource {
+    inner: Arc<azure_identity::AzureCliCredential>,
+}
+
+impl AzureCliSource {
+    pub fn new(tenant_id: Option<String>) -> Result<Self, AzureError> {
+        let options = azure_identity::AzureCliCredentialOptions { tenant_id, ..Default::default() };
+        let inner = azure_identity::AzureCliCredential::new(Some(options))
+            .map_err(|e| AzureError::Config(format!("Azure CLI credential: {e}")))?;
+        Ok(AzureCliSource { inner })
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for AzureCliSource {
+    async fn token(&self, scope: &str, _force_refresh: bool) -> Result<AccessToken, AzureError> {
+        use azure_core::credentials::TokenCredential;
+        // The CLI keeps its own cache and refreshes on expiry.
+        let t = self.inner.get_token(&[scope], None).await.map_err(|e| {
+            AzureError::Auth(format!("the Azure CLI could not provide a token ({e}). Run `az login` and try again."))
+        })?;
+        Ok(AccessToken::new(t.token.secret().to_string(), t.expires_on))
+    }
+
+    fn describe(&self) -> String {
+        "Azure CLI (az login)".into()
+    }
+}

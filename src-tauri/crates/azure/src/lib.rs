@@ -1,0 +1,13 @@
+//! Talking to Azure: Entra tokens, the ARM client (retry, throttling, paging, long-running operations) and the
+//! typed operations the app makes. Nothing here knows about rings or the UI.
+
+pub mod client;
+pub mod cloud;
+pub mod credential;
+pub mod error;
+pub mod inventory;
+
+pub use client::{http_client, simulated_tenant_client, ArmClient, RetryPolicy};
+pub use cloud::Cloud;
+pub use credential::{AccessToken, AzureCliSource, ClientSecretCredential, TokenSource};
+pub use error::{ArmError, AzureError};

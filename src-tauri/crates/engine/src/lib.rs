@@ -1,0 +1,302 @@
+//! The engine: turns what Azure says into rings, pools and releases, keeps the local cache current and answers
+//! the UI's questions from it. Commands in the app are one-liners over [`Engine`].
+
+pub mod model;
+mod rings;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ringmaster_azure::inventory::{self, RawInventory};
+use ringmaster_azure::{ArmClient, AzureError};
+use ringmaster_store::{HostFilter, HostSort, Snapshot, Store, StoreError, SyncRecord};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+pub use model::*;
+pub use rings::{ring_display_name, version_from_image_id};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("not connected to a tenant yet")]
+    NotConnected,
+    #[error("an inventory refresh is already running")]
+    AlreadyRunning,
+    #[error("the refresh was cancelled; the previous inventory is still shown")]
+    Cancelled,
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl EngineError {
+    pub fn to_app_error(&self) -> AppError {
+        let (code, request_id) = match self {
+            EngineError::Azure(e) => (e.code(), e.request_id()),
+            EngineError::Store(_) => ("LocalDatabase".to_string(), None),
+            EngineError::NotConnected => ("NotConnected".to_string(), None),
+            EngineError::AlreadyRunning => ("AlreadyRunning".to_string(), None),
+            EngineError::Cancelled => ("Cancelled".to_string(), None),
+            EngineError::InvalidInput(_) => ("InvalidInput".to_string(), None),
+        };
+        AppError { code, message: self.to_string(), request_id }
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> AppError {
+        e.to_app_error()
+    }
+}
+
+/// The tenant the engine talks to, and how it describes itself in settings.
+pub struct TenantConnection {
+    pub client: ArmClient,
+    pub mode: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub cloud: String,
+    pub authority_host: String,
+}
+
+pub struct Engine {
+    store: Arc<Store>,
+    connection: RwLock<Option<Arc<TenantConnection>>>,
+    running: AtomicBool,
+    cancel: std::sync::Mutex<Option<CancellationToken>>,
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+/// Clears the running flag however a refresh ends.
+struct RunningGuard<'a>(&'a AtomicBool);
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Engine {
+    pub fn new(store: Arc<Store>) -> Engine {
+        Engine {
+            store,
+            connection: RwLock::new(None),
+            running: AtomicBool::new(false),
+            cancel: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn connect(&self, connection: TenantConnection) {
+        if let Ok(mut c) = self.connection.write() {
+            *c = Some(Arc::new(connection));
+        }
+    }
+
+    fn connection(&self) -> Result<Arc<TenantConnection>, EngineError> {
+        self.connection.read().ok().and_then(|c| c.clone()).ok_or(EngineError::NotConnected)
+    }
+
+    pub fn connection_info(&self) -> Result<ConnectionInfo, EngineError> {
+        let c = self.connection()?;
+        let subscriptions = self
+            .store
+            .subscriptions()?
+            .into_iter()
+            .map(|s| SubscriptionInfo { id: s.id, name: s.name, state: s.state })
+            .collect();
+        Ok(ConnectionInfo {
+            mode: c.mode.clone(),
+            tenant_id: c.tenant_id.clone(),
+            tenant_name: c.tenant_name.clone(),
+            cloud: c.cloud.clone(),
+            arm_endpoint: c.client.endpoint().as_str().trim_end_matches('/').to_string(),
+            authority_host: c.authority_host.clone(),
+            credential: c.client.credential().describe(),
+            subscriptions,
+            database_path: self.store.path().display().to_string(),
+        })
+    }
+
+    pub fn sync_status(&self) -> Result<SyncStatus, EngineError> {
+        let good = self.store.last_good_sync()?;
+        let last = self.store.last_sync()?;
+        let last_error = last.as_ref().and_then(|l| {
+            l.error_code.as_ref().map(|code| AppError {
+                code: code.clone(),
+                message: l.error_message.clone().unwrap_or_default(),
+                request_id: l.request_id.clone(),
+            })
+        });
+        Ok(SyncStatus {
+            running: self.running.load(Ordering::SeqCst),
+            synced_at: good.as_ref().map(|g| g.finished_at.clone()),
+            source: good.as_ref().and_then(|g| match g.source.as_deref() {
+                Some("resourceGraph") => Some(InventorySource::ResourceGraph),
+                Some("armListing") => Some(InventorySource::ArmListing),
+                _ => None,
+            }),
+            requests: good.as_ref().map(|g| g.requests).unwrap_or(0),
+            duration_ms: good.as_ref().map(|g| g.duration_ms).unwrap_or(0),
+            last_error,
+        })
+    }
+
+    /// Stop a running refresh; the cache keeps the previous inventory.
+    pub fn cancel_refresh(&self) {
+        if let Ok(c) = self.cancel.lock() {
+            if let Some(token) = c.as_ref() {
+                token.cancel();
+            }
+        }
+    }
+
+    /// Read the tenant and replace the cached inventory. `progress` is called as work advances.
+    pub async fn refresh(&self, progress: &(dyn Fn(SyncProgress) + Send + Sync)) -> Result<SyncStatus, EngineError> {
+        let conn = self.connection()?;
+        if self.running.swap(true, Ordering::SeqCst) {
+            return Err(EngineError::AlreadyRunning);
+        }
+        let _guard = RunningGuard(&self.running);
+        let token = CancellationToken::new();
+        if let Ok(mut c) = self.cancel.lock() {
+            *c = Some(token.clone());
+        }
+        let started_at = now_rfc3339();
+        let t0 = Instant::now();
+        let requests_before = conn.client.requests();
+        let client = &conn.client;
+        let report = |p: inventory::Progress| {
+            progress(SyncProgress {
+                stage: p.stage,
+                percent: (p.fraction * 100.0).clamp(0.0, 100.0) as u32,
+                requests: (client.requests() - requests_before) as u32,
+            })
+        };
+        let result = tokio::select! {
+            r = inventory::fetch(client, &report) => r.map_err(EngineError::from),
+            _ = token.cancelled() => Err(EngineError::Cancelled),
+        };
+        let requests = (conn.client.requests() - requests_before) as u32;
+        let duration_ms = t0.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        match result {
+            Ok((raw, via_graph)) => {
+                let snapshot = rings::snapshot(&raw);
+                let hosts = snapshot.hosts.len() as u32;
+                self.store.replace_inventory(&snapshot)?;
+                self.store.record_sync(&SyncRecord {
+                    started_at,
+                    finished_at: now_rfc3339(),
+                    source: Some(if via_graph { "resourceGraph" } else { "armListing" }.into()),
+                    requests,
+                    duration_ms,
+                    hosts,
+                    error_code: None,
+                    error_message: None,
+                    request_id: None,
+                })?;
+            }
+            Err(e) => {
+                let app = e.to_app_error();
+                tracing::warn!(target: "inventory", "refresh failed: {}", app.message);
+                self.store.record_sync(&SyncRecord {
+                    started_at,
+                    finished_at: now_rfc3339(),
+                    source: None,
+                    requests,
+                    duration_ms,
+                    hosts: 0,
+                    error_code: Some(app.code),
+                    error_message: Some(app.message),
+                    request_id: app.request_id,
+                })?;
+                return Err(e);
+            }
+        }
+        drop(_guard);
+        self.sync_status()
+    }
+
+    /// Fetch without touching the cache (the benchmark measures the two paths this way).
+    pub async fn fetch_raw(client: &ArmClient, via_graph: bool) -> Result<RawInventory, EngineError> {
+        let noop = |_p: inventory::Progress| {};
+        Ok(if via_graph {
+            inventory::fetch_via_graph(client, &noop).await?
+        } else {
+            inventory::fetch_via_arm(client, &noop).await?
+        })
+    }
+
+    pub fn board(&self) -> Result<RingBoard, EngineError> {
+        let mut board = rings::board(&self.store)?;
+        board.sync = self.sync_status()?;
+        Ok(board)
+    }
+
+    pub fn image_versions(&self) -> Result<Vec<ImageVersionRow>, EngineError> {
+        rings::image_versions(&self.store)
+    }
+
+    pub fn query_hosts(&self, q: &HostQuery) -> Result<HostPage, EngineError> {
+        if q.limit == 0 || q.limit > 1000 {
+            return Err(EngineError::InvalidInput("limit must be between 1 and 1000".into()));
+        }
+        if q.text.as_ref().is_some_and(|t| t.len() > 256) {
+            return Err(EngineError::InvalidInput("the search text is longer than 256 characters".into()));
+        }
+        let filter = HostFilter {
+            host_pool: q.host_pool.clone(),
+            text: q.text.clone(),
+            state: q.state.map(|s| s.as_str().to_string()),
+            sort: match q.sort {
+                HostSortKey::Name => HostSort::Name,
+                HostSortKey::HostPool => HostSort::HostPool,
+                HostSortKey::Ring => HostSort::Ring,
+                HostSortKey::State => HostSort::State,
+                HostSortKey::Sessions => HostSort::Sessions,
+                HostSortKey::ImageVersion => HostSort::ImageVersion,
+                HostSortKey::LastHeartbeat => HostSort::LastHeartbeat,
+            },
+            descending: q.descending,
+            offset: q.offset,
+            limit: q.limit,
+        };
+        let (total, rows) = self.store.query_hosts(&filter)?;
+        Ok(HostPage {
+            total,
+            offset: q.offset,
+            rows: rows
+                .into_iter()
+                .map(|l| HostRow {
+                    id: l.host.id,
+                    name: l.host.name,
+                    host_pool: l.pool_name,
+                    ring: ring_display_name(&l.ring),
+                    state: HostState::parse(&l.host.state),
+                    status: l.host.status,
+                    allow_new_session: l.host.allow_new_session,
+                    sessions: l.host.sessions,
+                    image_version: l.host.image_version,
+                    vm_id: l.host.vm_id.unwrap_or_default(),
+                    last_heartbeat: l.host.last_heartbeat,
+                    failed_checks: l.host.failed_checks,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Used by tests and the bench: turn a raw inventory into the rows the store keeps.
+pub fn snapshot_of(raw: &RawInventory) -> Snapshot {
+    rings::snapshot(raw)
+}

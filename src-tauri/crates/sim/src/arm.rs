@@ -1,0 +1,787 @@
+//! ARM and Resource Graph: routing, auth, throttling, paging, LROs, fault injection and spec validation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::entra::{self, TokenProblem};
+use crate::throttle::{Kind, Outcome};
+use crate::{FaultKind, Faults, Shared};
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(dispatch).with_state(shared)
+}
+
+/// A long-running operation in flight (image version update).
+#[derive(Debug, Clone)]
+pub struct AsyncOp {
+    pub resource_id: String,
+    pub polls_left: u32,
+    pub patch: Value,
+    pub started: String,
+    pub api_version: String,
+}
+
+/// What a handler answers before the common headers are added.
+struct Reply {
+    status: StatusCode,
+    body: Option<Value>,
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply { status: StatusCode::OK, body: Some(body), headers: vec![] }
+    }
+    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+        Reply { status, body: Some(json!({"error": {"code": code, "message": message.into()}})), headers: vec![] }
+    }
+    fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
+        self.headers.push((k.to_string(), v.into()));
+        self
+    }
+}
+
+struct Req {
+    method: Method,
+    path: String,
+    segs: Vec<String>,
+    lower: Vec<String>,
+    query: HashMap<String, String>,
+    body: Option<Value>,
+}
+
+async fn dispatch(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if shared.config.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(shared.config.latency_ms)).await;
+    }
+    let path = uri.path().to_string();
+    let query: HashMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let correlation = headers
+        .get("x-ms-client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+
+    if path.starts_with("/_sim/") {
+        return finish(control(&shared, &method, &path, &body), &correlation);
+    }
+    let body_json = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                return finish(
+                    Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestContent",
+                        format!("The request content was invalid and could not be deserialized: {e}"),
+                    ),
+                    &correlation,
+                )
+            }
+        }
+    };
+    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    let lower = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let req = Req { method, path: path.clone(), segs, lower, query, body: body_json };
+    let op = operation_name(&req);
+    shared.count(&op);
+
+    let principal = match entra::verify(&shared, headers.get("authorization").and_then(|v| v.to_str().ok())) {
+        Ok(oid) => oid,
+        Err(problem) => {
+            if let Ok(mut s) = shared.stats.lock() {
+                s.unauthorized += 1;
+            }
+            return finish(unauthorized(&shared, problem), &correlation);
+        }
+    };
+
+    if let Some(reply) = injected_fault(&shared, &op) {
+        return match reply {
+            Some(r) => finish(r, &correlation),
+            None => {
+                // A hung operation: answer so late that any sane client timeout fires first.
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                finish(Reply::error(StatusCode::GATEWAY_TIMEOUT, "GatewayTimeout", "hung"), &correlation)
+            }
+        };
+    }
+
+    let is_op_status = req.lower.iter().any(|s| s == "operations" || s == "operationresults");
+    if let (Some(specs), false) = (&shared.specs, is_op_status) {
+        if let Err(v) = specs.check_request(req.method.as_str(), &req.path, &req.query, req.body.as_ref()) {
+            return finish(Reply::error(StatusCode::BAD_REQUEST, v.code, v.message), &correlation);
+        }
+    } else if !is_op_status && !req.query.contains_key("api-version") {
+        return finish(
+            Reply::error(
+                StatusCode::BAD_REQUEST,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            ),
+            &correlation,
+        );
+    }
+
+    let is_graph = op == "Resources";
+    let mut throttle_headers = vec![];
+    if !is_graph {
+        let kind = match req.method {
+            Method::GET | Method::HEAD => Kind::Read,
+            Method::DELETE => Kind::Delete,
+            _ => Kind::Write,
+        };
+        let (scope_word, scope) = match (req.lower.first().map(String::as_str), req.segs.get(1)) {
+            (Some("subscriptions"), Some(s)) => ("subscription", s.to_ascii_lowercase()),
+            _ => ("tenant", "tenant".to_string()),
+        };
+        let outcome = shared.throttle.lock().map(|mut t| t.take(&principal, &scope, kind));
+        match outcome {
+            Ok(Outcome::Allowed { remaining }) => {
+                throttle_headers.push((
+                    format!("x-ms-ratelimit-remaining-{scope_word}-{}", kind.header_word()),
+                    remaining.to_string(),
+                ));
+            }
+            Ok(Outcome::Throttled { retry_after_s }) => {
+                if let Ok(mut s) = shared.stats.lock() {
+                    s.throttled += 1;
+                }
+                let r = Reply::error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    format!("The request is being throttled as the limit has been reached for operation type - {}. Please retry after {retry_after_s} seconds.", kind.header_word()),
+                )
+                .header("Retry-After", retry_after_s.to_string());
+                return finish(r, &correlation);
+            }
+            Err(_) => {}
+        }
+    }
+
+    let mut reply = route(&shared, &req, &op, &principal);
+    reply.headers.extend(throttle_headers);
+
+    if let (Some(specs), Some(body), false) = (&shared.specs, &reply.body, is_op_status) {
+        if let Err(v) = specs.check_response(req.method.as_str(), &req.path, reply.status.as_u16(), body) {
+            tracing::error!("{}", v.message);
+            if let Ok(mut s) = shared.stats.lock() {
+                s.spec_violations.push(v.message.clone());
+            }
+            reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, v.code, v.message);
+        }
+    }
+    finish(reply, &correlation)
+}
+
+fn finish(reply: Reply, correlation: &str) -> Response {
+    let mut builder = Response::builder().status(reply.status);
+    let h = builder.headers_mut().expect("fresh builder has headers");
+    h.insert("x-ms-request-id", HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ascii"));
+    if let Ok(v) = HeaderValue::from_str(correlation) {
+        h.insert("x-ms-correlation-request-id", v);
+    }
+    for (k, v) in &reply.headers {
+        if let (Ok(name), Ok(val)) = (axum::http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.insert(name, val);
+        }
+    }
+    let body = match reply.body {
+        Some(Value::String(raw)) if reply.headers.iter().any(|(k, _)| k == "x-sim-raw") => Body::from(raw),
+        Some(v) => {
+            h.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    builder.body(body).expect("valid response")
+}
+
+fn unauthorized(shared: &Shared, problem: TokenProblem) -> Reply {
+    let tenant = shared.tenant.read().map(|t| t.tenant_id.clone()).unwrap_or_default();
+    let (code, message, desc) = match problem {
+        TokenProblem::Missing => ("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.".to_string(), "The authorization header is missing."),
+        TokenProblem::Invalid => ("InvalidAuthenticationToken", "The access token is invalid.".to_string(), "The access token is invalid."),
+        TokenProblem::Expired(exp) => (
+            "ExpiredAuthenticationToken",
+            format!("The access token expiry UTC time '{exp}' is earlier than current UTC time, or the token was revoked."),
+            "The access token is expired.",
+        ),
+        TokenProblem::WrongAudience(aud) => (
+            "InvalidAuthenticationTokenAudience",
+            format!("The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.azure.com/'."),
+            "The access token has the wrong audience.",
+        ),
+    };
+    Reply::error(StatusCode::UNAUTHORIZED, code, message).header(
+        "WWW-Authenticate",
+        format!(
+            "Bearer authorization_uri=\"{}/{tenant}\", error=\"invalid_token\", error_description=\"{desc}\"",
+            shared.login_base
+        ),
+    )
+}
+
+/// `Some(Some(reply))`: answer with it; `Some(None)`: hang; `None`: no fault.
+fn injected_fault(shared: &Shared, op: &str) -> Option<Option<Reply>> {
+    let mut faults = shared.faults.lock().ok()?;
+    if op == "Resources" && faults.graph_unavailable {
+        drop(faults);
+        bump_injected(shared);
+        return Some(Some(Reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Resource Graph is temporarily unavailable. Please retry later.",
+        )));
+    }
+    let idx = faults
+        .rules
+        .iter()
+        .position(|r| r.count > 0 && (r.operation == "*" || r.operation.eq_ignore_ascii_case(op)))?;
+    let rule = {
+        let r = &mut faults.rules[idx];
+        r.count -= 1;
+        r.clone()
+    };
+    drop(faults);
+    bump_injected(shared);
+    Some(match rule.kind {
+        FaultKind::Status => {
+            let status = StatusCode::from_u16(rule.status.unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Some(Reply::error(
+                status,
+                "InternalServerError",
+                "Encountered internal server error. Diagnostic information: injected by the simulator.",
+            ))
+        }
+        FaultKind::MalformedJson => Some(Reply {
+            status: StatusCode::OK,
+            body: Some(Value::String("{\"value\": [ {\"id\": \"/subscriptions/trunc".into())),
+            headers: vec![("x-sim-raw".into(), "1".into()), ("content-type".into(), "application/json".into())],
+        }),
+        FaultKind::Throttle => Some(
+            Reply::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The request is being throttled (injected by the simulator).",
+            )
+            .header("Retry-After", rule.retry_after_s.unwrap_or(1).to_string()),
+        ),
+        FaultKind::Hang => None,
+    })
+}
+
+fn bump_injected(shared: &Shared) {
+    if let Ok(mut s) = shared.stats.lock() {
+        s.errors_injected += 1;
+    }
+}
+
+/// Test hooks on the ARM port: stats, faults, token revocation, resource edits.
+fn control(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Reply {
+    match (method.as_str(), path) {
+        ("GET", "/_sim/stats") => {
+            let stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_default();
+            Reply::ok(serde_json::to_value(stats).unwrap_or(Value::Null))
+        }
+        ("POST", "/_sim/faults") => match serde_json::from_slice::<Faults>(body) {
+            Ok(f) => {
+                if let Ok(mut cur) = shared.faults.lock() {
+                    *cur = f;
+                }
+                Reply::ok(json!({"ok": true}))
+            }
+            Err(e) => Reply::error(StatusCode::BAD_REQUEST, "InvalidFaults", e.to_string()),
+        },
+        ("POST", "/_sim/expire-tokens") => {
+            shared.tokens_not_before.store(shared.now_unix() + 1, std::sync::atomic::Ordering::SeqCst);
+            Reply::ok(json!({"ok": true}))
+        }
+        ("PATCH", "/_sim/resource") => {
+            let Ok(v) = serde_json::from_slice::<Value>(body) else {
+                return Reply::error(StatusCode::BAD_REQUEST, "InvalidRequestContent", "expected {id, merge}");
+            };
+            let id = v["id"].as_str().unwrap_or_default();
+            let Ok(mut tenant) = shared.tenant.write() else {
+                return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "Poisoned", "tenant lock");
+            };
+            match tenant.get_mut(id) {
+                Some(r) => {
+                    merge(r, &v["merge"]);
+                    Reply::ok(r.clone())
+                }
+                None => Reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("no resource {id}")),
+            }
+        }
+        _ => Reply::error(StatusCode::NOT_FOUND, "NotFound", format!("no sim control endpoint {method} {path}")),
+    }
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// Name the operation the way the specs do (used by stats and fault rules).
+fn operation_name(req: &Req) -> String {
+    let l: Vec<&str> = req.lower.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    let name = match (m, l.as_slice()) {
+        ("POST", ["providers", "microsoft.resourcegraph", "resources"]) => "Resources",
+        ("GET", ["subscriptions"]) => "Subscriptions_List",
+        ("GET", ["subscriptions", _]) => "Subscriptions_Get",
+        ("GET", ["tenants"]) => "Tenants_List",
+        ("GET", ["subscriptions", _, "resourcegroups"]) => "ResourceGroups_List",
+        ("GET", ["subscriptions", _, "providers", "microsoft.compute", "galleries"]) => "Galleries_List",
+        ("GET", ["subscriptions", _, "providers", "microsoft.compute", "virtualmachines"]) => "VirtualMachines_ListAll",
+        ("GET", ["subscriptions", _, "providers", "microsoft.desktopvirtualization", "hostpools"]) => "HostPools_List",
+        ("GET", ["subscriptions", _, "providers", "microsoft.compute", "locations", _, "operations", _]) => {
+            "Compute_AsyncOperation"
+        }
+        ("GET", ["subscriptions", _, "providers", "microsoft.compute", "locations", _, "operationresults", _]) => {
+            "Compute_OperationResult"
+        }
+        (_, ["subscriptions", _, "resourcegroups", _, "providers", _ns, rest @ ..]) => {
+            let types: Vec<&str> = rest.iter().step_by(2).copied().collect();
+            let collection = rest.len() % 2 == 1;
+            let base = match types.as_slice() {
+                ["galleries"] => "Galleries",
+                ["galleries", "images"] => "GalleryImages",
+                ["galleries", "images", "versions"] => "GalleryImageVersions",
+                ["virtualmachines"] => "VirtualMachines",
+                ["hostpools"] => "HostPools",
+                ["hostpools", "sessionhosts"] => "SessionHosts",
+                ["hostpools", "usersessions"] => return "UserSessions_ListByHostPool".into(),
+                ["hostpools", "sessionhosts", "usersessions"] => "UserSessions",
+                _ => return format!("Unknown_{m}"),
+            };
+            let verb = match (m, collection, base) {
+                ("GET", true, "GalleryImages") => "ListByGallery",
+                ("GET", true, "GalleryImageVersions") => "ListByGalleryImage",
+                ("GET", true, "HostPools") => "ListByResourceGroup",
+                ("GET", true, "Galleries") => "ListByResourceGroup",
+                ("GET", true, _) => "List",
+                ("GET", false, _) => "Get",
+                ("PATCH", false, _) => "Update",
+                ("PUT", false, _) => "CreateOrUpdate",
+                ("DELETE", false, _) => "Delete",
+                _ => "Unknown",
+            };
+            return format!("{base}_{verb}");
+        }
+        _ => "Unknown",
+    };
+    name.to_string()
+}
+
+fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
+    let Ok(tenant) = shared.tenant.read() else {
+        return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned");
+    };
+    // Every subscription-scoped path must name a subscription of this tenant.
+    if req.lower.first().map(String::as_str) == Some("subscriptions") {
+        if let Some(sub) = req.segs.get(1) {
+            if !tenant.subscriptions.iter().any(|s| s.id.eq_ignore_ascii_case(sub)) {
+                return Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "SubscriptionNotFound",
+                    format!("The subscription '{sub}' could not be found."),
+                );
+            }
+        }
+    }
+    let page_size = req
+        .query
+        .get("pageSize")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|p| (1..=1000).contains(p))
+        .unwrap_or(shared.config.page_size);
+    match op {
+        "Resources" => {
+            drop(tenant);
+            resource_graph(shared, req, principal)
+        }
+        "Subscriptions_List" => {
+            let items: Vec<Value> = tenant
+                .subscriptions
+                .iter()
+                .map(|s| {
+                    json!({
+                        "id": format!("/subscriptions/{}", s.id),
+                        "subscriptionId": s.id,
+                        "tenantId": tenant.tenant_id,
+                        "displayName": s.name,
+                        "state": s.state,
+                        "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "EnterpriseAgreement_2014-09-01", "spendingLimit": "Off"},
+                        "authorizationSource": "RoleBased",
+                        "managedByTenants": [],
+                        "tags": {}
+                    })
+                })
+                .collect();
+            page(shared, req, items, page_size)
+        }
+        "Subscriptions_Get" => {
+            let sub = &req.segs[1];
+            let s = tenant.subscriptions.iter().find(|s| s.id.eq_ignore_ascii_case(sub));
+            match s {
+                Some(s) => Reply::ok(
+                    json!({"id": format!("/subscriptions/{}", s.id), "subscriptionId": s.id, "tenantId": tenant.tenant_id, "displayName": s.name, "state": s.state, "authorizationSource": "RoleBased"}),
+                ),
+                None => Reply::error(StatusCode::NOT_FOUND, "SubscriptionNotFound", "not found"),
+            }
+        }
+        "ResourceGroups_List" => {
+            let scope = format!("/subscriptions/{}/resourcegroups/", req.segs[1]);
+            let items: Vec<Value> = tenant.list(&scope, "Microsoft.Resources/resourceGroups").cloned().collect();
+            page(shared, req, items, page_size)
+        }
+        "Galleries_List" | "VirtualMachines_ListAll" | "HostPools_List" => {
+            let scope = format!("/subscriptions/{}/", req.segs[1]);
+            let rtype = match op {
+                "Galleries_List" => "Microsoft.Compute/galleries",
+                "VirtualMachines_ListAll" => "Microsoft.Compute/virtualMachines",
+                _ => "Microsoft.DesktopVirtualization/hostpools",
+            };
+            let items: Vec<Value> = tenant.list(&scope, rtype).cloned().collect();
+            page(shared, req, items, page_size)
+        }
+        "Compute_AsyncOperation" | "Compute_OperationResult" => {
+            drop(tenant);
+            poll_operation(shared, req, op == "Compute_OperationResult")
+        }
+        "GalleryImageVersions_Update" => {
+            drop(tenant);
+            start_version_update(shared, req)
+        }
+        _ if op.ends_with("_Get") => {
+            let id = format!("/{}", req.segs.join("/"));
+            match tenant.get(&id) {
+                Some(v) => {
+                    let mut v = v.clone();
+                    expand(shared, &tenant, req, &mut v);
+                    Reply::ok(v)
+                }
+                None => not_found(req),
+            }
+        }
+        _ if op.contains("_List") => {
+            // A child collection under a resource group scoped parent.
+            let parent = format!("/{}", req.segs[..req.segs.len() - 1].join("/"));
+            let rg_scope = req.segs.len() == 6;
+            if !rg_scope && tenant.get(&parent).is_none() {
+                return not_found(req);
+            }
+            let last = req.lower.last().map(String::as_str).unwrap_or_default();
+            let (scope, rtype) = match last {
+                "images" => (format!("{parent}/images/"), "Microsoft.Compute/galleries/images"),
+                "versions" => (format!("{parent}/versions/"), "Microsoft.Compute/galleries/images/versions"),
+                "sessionhosts" => {
+                    (format!("{parent}/sessionhosts/"), "Microsoft.DesktopVirtualization/hostpools/sessionhosts")
+                }
+                "usersessions" if op == "UserSessions_ListByHostPool" => (
+                    format!("{parent}/sessionhosts/"),
+                    "Microsoft.DesktopVirtualization/hostpools/sessionhosts/usersessions",
+                ),
+                "usersessions" => (
+                    format!("{parent}/usersessions/"),
+                    "Microsoft.DesktopVirtualization/hostpools/sessionhosts/usersessions",
+                ),
+                "virtualmachines" => (format!("{parent}/virtualmachines/"), "Microsoft.Compute/virtualMachines"),
+                "hostpools" => (format!("{parent}/hostpools/"), "Microsoft.DesktopVirtualization/hostpools"),
+                "galleries" => (format!("{parent}/galleries/"), "Microsoft.Compute/galleries"),
+                _ => return not_found(req),
+            };
+            let items: Vec<Value> = tenant.list(&scope, rtype).cloned().collect();
+            page(shared, req, items, page_size)
+        }
+        _ => Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidResourceType",
+            format!("The simulator does not serve {} {}.", req.method, req.path),
+        ),
+    }
+}
+
+fn not_found(req: &Req) -> Reply {
+    let name = req.segs.last().cloned().unwrap_or_default();
+    let rg = req.segs.get(3).cloned().unwrap_or_default();
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "ResourceNotFound",
+        format!("The Resource '{name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+    )
+}
+
+fn expand(shared: &Shared, tenant: &crate::tenant::Tenant, req: &Req, v: &mut Value) {
+    let expand = req.query.get("$expand").map(|e| e.to_ascii_lowercase()).unwrap_or_default();
+    let rtype = v["type"].as_str().unwrap_or_default().to_ascii_lowercase();
+    if expand == "replicationstatus" && rtype == "microsoft.compute/galleries/images/versions" {
+        let now_s = (shared.clock.now() - shared.clock.start()).whole_seconds();
+        if let Some(status) = tenant.replication_status(v["id"].as_str().unwrap_or_default(), now_s) {
+            v["properties"]["replicationStatus"] = status;
+        }
+    }
+    if expand == "instanceview" && rtype == "microsoft.compute/virtualmachines" {
+        let name = v["name"].clone();
+        v["properties"]["instanceView"] = json!({
+            "computerName": name,
+            "osName": "Windows 11 Enterprise multi-session",
+            "osVersion": "10.0.26100.2314",
+            "hyperVGeneration": "V2",
+            "statuses": [
+                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
+                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}
+            ]
+        });
+    }
+}
+
+/// Serve one page of `items` and a `nextLink` carrying the offset, preserving the request's other parameters.
+fn page(shared: &Shared, req: &Req, items: Vec<Value>, size: usize) -> Reply {
+    let offset = req
+        .query
+        .get("$skiptoken")
+        .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse::<usize>().ok()))
+        .unwrap_or(0);
+    let end = (offset + size).min(items.len());
+    let slice = items.get(offset..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let mut body = json!({"value": slice});
+    if end < items.len() {
+        let mut url = url::Url::parse(&format!("{}{}", shared.arm_base, req.path)).expect("sim URLs parse");
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &req.query {
+                if k != "$skiptoken" {
+                    q.append_pair(k, v);
+                }
+            }
+            q.append_pair("$skiptoken", &URL_SAFE_NO_PAD.encode(format!("offset:{end}")));
+        }
+        body["nextLink"] = Value::String(url.to_string());
+    } else if req.lower.as_slice() == ["subscriptions"] || req.lower.as_slice() == ["tenants"] {
+        // The Subscriptions spec marks nextLink required; on the last page it is empty.
+        body["nextLink"] = Value::String(String::new());
+    }
+    Reply::ok(body)
+}
+
+fn resource_graph(shared: &Shared, req: &Req, principal: &str) -> Reply {
+    let (allowed, remaining, resets) =
+        shared.throttle.lock().map(|mut t| t.take_graph(principal)).unwrap_or((true, 0, Duration::ZERO));
+    let resets_header = format!("00:00:{:02}", resets.as_secs().max(1));
+    if !allowed {
+        if let Ok(mut s) = shared.stats.lock() {
+            s.throttled += 1;
+        }
+        return Reply::error(StatusCode::TOO_MANY_REQUESTS, "RateLimiting", "Please provide below info when asking for support: timestampUtc, correlationId. The user quota for Resource Graph queries was exceeded.")
+            .header("Retry-After", resets.as_secs().max(1).to_string())
+            .header("x-ms-user-quota-remaining", "0")
+            .header("x-ms-user-quota-resets-after", resets_header);
+    }
+    let Some(body) = &req.body else {
+        return Reply::error(StatusCode::BAD_REQUEST, "InvalidRequestContent", "The request content is required.");
+    };
+    let Some(query) = body["query"].as_str() else {
+        return Reply::error(StatusCode::BAD_REQUEST, "InvalidQuery", "Query is required.");
+    };
+    let subs: Option<Vec<String>> =
+        body["subscriptions"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect());
+    let options = &body["options"];
+    let format = options["resultFormat"].as_str().unwrap_or("objectArray");
+    if format != "objectArray" {
+        return Reply::error(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedResultFormat",
+            "The simulator answers resultFormat objectArray only.",
+        );
+    }
+    let top = options["$top"].as_u64().unwrap_or(1000).clamp(1, 1000) as usize;
+    let skip = options["$skip"].as_u64().unwrap_or(0) as usize;
+    let offset = match options["$skipToken"].as_str() {
+        Some(t) => match URL_SAFE_NO_PAD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("rg:").and_then(|n| n.parse::<usize>().ok()))
+        {
+            Some(n) => n,
+            None => {
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidSkipToken",
+                    "The $skipToken is not valid for this query.",
+                )
+            }
+        },
+        None => skip,
+    };
+    let tenant = match shared.tenant.read() {
+        Ok(t) => t,
+        Err(_) => {
+            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned")
+        }
+    };
+    let rows = match crate::graph::run(&tenant, query, subs.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!(
+                "Please provide below info when asking for support: timestampUtc, correlationId. Query is invalid: {}",
+                e.0
+            ),
+            )
+        }
+    };
+    let total = rows.len();
+    let end = (offset + top).min(total);
+    let data: Vec<Value> = rows.into_iter().skip(offset).take(end.saturating_sub(offset)).map(Value::Object).collect();
+    let mut out = json!({
+        "totalRecords": total,
+        "count": data.len(),
+        "resultTruncated": "false",
+        "data": data,
+        "facets": []
+    });
+    if end < total {
+        out["$skipToken"] = Value::String(URL_SAFE_NO_PAD.encode(format!("rg:{end}")));
+    }
+    Reply::ok(out)
+        .header("x-ms-user-quota-remaining", remaining.to_string())
+        .header("x-ms-user-quota-resets-after", resets_header)
+}
+
+fn op_urls(shared: &Shared, sub: &str, location: &str, id: &str, api_version: &str) -> (String, String) {
+    let long = shared.faults.lock().map(|f| f.long_poll_urls).unwrap_or(false);
+    let pad = if long { format!("&p={}", "x".repeat(4200)) } else { String::new() };
+    let base = format!("{}/subscriptions/{sub}/providers/Microsoft.Compute/locations/{location}", shared.arm_base);
+    (
+        format!("{base}/operations/{id}?api-version={api_version}{pad}"),
+        format!("{base}/operationResults/{id}?api-version={api_version}{pad}"),
+    )
+}
+
+fn start_version_update(shared: &Shared, req: &Req) -> Reply {
+    let id = format!("/{}", req.segs.join("/"));
+    let (location, current) = {
+        let Ok(mut tenant) = shared.tenant.write() else {
+            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned");
+        };
+        let Some(v) = tenant.get_mut(&id) else { return not_found(req) };
+        v["properties"]["provisioningState"] = json!("Updating");
+        (v["location"].as_str().unwrap_or("westeurope").to_string(), v.clone())
+    };
+    let op_id = uuid::Uuid::new_v4().to_string();
+    let api_version = req.query.get("api-version").cloned().unwrap_or_default();
+    if let Ok(mut ops) = shared.operations.lock() {
+        ops.insert(
+            op_id.clone(),
+            AsyncOp {
+                resource_id: id,
+                polls_left: 2,
+                patch: req.body.clone().unwrap_or(Value::Null),
+                started: crate::tenant::rfc3339(shared.clock.now()),
+                api_version: api_version.clone(),
+            },
+        );
+    }
+    let (async_url, location_url) = op_urls(shared, &req.segs[1], &location, &op_id, &api_version);
+    let style = shared.faults.lock().ok().and_then(|f| f.lro_style.clone()).unwrap_or_else(|| "both".into());
+    let mut r = Reply::ok(current)
+        .header("Location", location_url)
+        .header("Retry-After", shared.config.lro_retry_after_s.to_string());
+    if style != "location" {
+        r = r.header("Azure-AsyncOperation", async_url);
+    }
+    r
+}
+
+fn poll_operation(shared: &Shared, req: &Req, result_style: bool) -> Reply {
+    let op_id = req.segs.last().cloned().unwrap_or_default();
+    let Ok(mut ops) = shared.operations.lock() else {
+        return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "ops lock poisoned");
+    };
+    let Some(op) = ops.get_mut(&op_id) else {
+        return Reply::error(
+            StatusCode::NOT_FOUND,
+            "OperationNotFound",
+            format!("The operation '{op_id}' was not found."),
+        );
+    };
+    if op.polls_left > 0 {
+        op.polls_left -= 1;
+        let retry = shared.config.lro_retry_after_s.to_string();
+        if result_style {
+            let (_, location_url) = op_urls(shared, &req.segs[1], &req.segs[4], &op_id, &op.api_version);
+            return Reply { status: StatusCode::ACCEPTED, body: None, headers: vec![] }
+                .header("Location", location_url)
+                .header("Retry-After", retry);
+        }
+        return Reply::ok(json!({"name": op_id, "status": "InProgress", "startTime": op.started}))
+            .header("Retry-After", retry);
+    }
+    let op = op.clone();
+    drop(ops);
+    let resource = {
+        let Ok(mut tenant) = shared.tenant.write() else {
+            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned");
+        };
+        match tenant.get_mut(&op.resource_id) {
+            Some(v) => {
+                if v["properties"]["provisioningState"] == json!("Updating") {
+                    merge(v, &op.patch);
+                    v["properties"]["provisioningState"] = json!("Succeeded");
+                }
+                v.clone()
+            }
+            None => Value::Null,
+        }
+    };
+    if result_style {
+        Reply::ok(resource)
+    } else {
+        Reply::ok(json!({
+            "name": op_id,
+            "status": "Succeeded",
+            "startTime": op.started,
+            "endTime": crate::tenant::rfc3339(shared.clock.now())
+        }))
+    }
+}

@@ -1,0 +1,291 @@
+//! A simulated Azure tenant: Entra v2 (client credentials), ARM (subscriptions, galleries, VMs, AVD host pools,
+//! session hosts, user sessions) and Resource Graph, served over HTTPS on loopback with ARM's protocol rules:
+//! paging, error bodies, throttling, long-running operations. Used in-process by the app's demo mode and as the
+//! `ringmaster-sim` binary by tests and benchmarks.
+
+mod arm;
+mod entra;
+pub mod graph;
+pub mod spec;
+pub mod tenant;
+mod throttle;
+mod tls;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+pub use tenant::Seed;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("could not listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("could not create the simulator's TLS certificate: {0}")]
+    Tls(String),
+    #[error("could not write the simulator's state to {path}: {source}")]
+    State { path: String, source: std::io::Error },
+    #[error("the Azure specs could not be loaded for validation: {0}")]
+    Specs(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub listen: SocketAddr,
+    pub seed: Seed,
+    /// Added to every response, standing for a WAN round trip.
+    pub latency_ms: u64,
+    /// How much faster than real time the tenant's clock runs.
+    pub time_scale: f64,
+    /// Where the CA certificate is written; a temporary folder when not given.
+    pub state_dir: Option<PathBuf>,
+    /// Validate every request and response against the specs in this folder (`shared/azure-specs`).
+    pub validate_specs: Option<PathBuf>,
+    /// Items per page of ARM list operations (small, so clients always meet `nextLink`).
+    pub page_size: usize,
+    /// Lifetime of issued access tokens.
+    pub token_lifetime_s: i64,
+    /// Seconds the sim asks LRO pollers to wait (`Retry-After`).
+    pub lro_retry_after_s: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: "127.0.0.1:0".parse().expect("valid addr"),
+            seed: Seed::Demo,
+            latency_ms: 0,
+            time_scale: 1.0,
+            state_dir: None,
+            validate_specs: None,
+            page_size: 25,
+            token_lifetime_s: 3600,
+            lro_retry_after_s: 1,
+        }
+    }
+}
+
+/// The line `ringmaster-sim` prints when ready: everything a client needs to connect.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    pub arm: String,
+    pub login: String,
+    pub ca_cert: String,
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub subscriptions: Vec<String>,
+    pub stats: String,
+}
+
+/// Injected faults, set through `POST /_sim/faults`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    pub rules: Vec<FaultRule>,
+    /// `both` (default: `Azure-AsyncOperation` and `Location`) or `location` (only `Location`).
+    pub lro_style: Option<String>,
+    /// Pad polling URLs to over 4 KB, as ARM may.
+    pub long_poll_urls: bool,
+    /// Resource Graph answers 503 (the app must fall back to ARM listing).
+    pub graph_unavailable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    /// An operation name as in `/_sim/stats` (`HostPools_List`), or `*`.
+    pub operation: String,
+    pub kind: FaultKind,
+    /// How many requests it hits before it is spent.
+    pub count: u32,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub retry_after_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FaultKind {
+    /// Answer with `status` (default 500) and an ARM error body.
+    Status,
+    /// Answer 200 with a body that is not JSON.
+    MalformedJson,
+    /// Answer 429 with `Retry-After`.
+    Throttle,
+    /// Drop the connection without an answer (a timeout for the client).
+    Hang,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub requests: u64,
+    pub requests_by_operation: BTreeMap<String, u64>,
+    pub throttled: u64,
+    pub errors_injected: u64,
+    pub spec_violations: Vec<String>,
+    pub tokens_issued: u64,
+    pub unauthorized: u64,
+}
+
+pub(crate) struct Shared {
+    pub config: SimConfig,
+    pub tenant: RwLock<tenant::Tenant>,
+    pub clock: tenant::SimClock,
+    pub specs: Option<spec::SpecIndex>,
+    pub stats: Mutex<Stats>,
+    pub faults: Mutex<Faults>,
+    pub throttle: Mutex<throttle::Throttle>,
+    pub signing_key: [u8; 32],
+    /// Tokens issued before this unix time are treated as expired (`/_sim/expire-tokens`).
+    pub tokens_not_before: AtomicI64,
+    pub arm_base: String,
+    pub login_base: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub operations: Mutex<HashMap<String, arm::AsyncOp>>,
+}
+
+impl Shared {
+    pub fn count(&self, op: &str) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.requests += 1;
+            *s.requests_by_operation.entry(op.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn now_unix(&self) -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    pub fn tokens_not_before(&self) -> i64 {
+        self.tokens_not_before.load(Ordering::SeqCst)
+    }
+}
+
+/// A running simulator. Dropping the handle does not stop it; call [`SimHandle::shutdown`].
+pub struct SimHandle {
+    pub ready: ReadyInfo,
+    handles: Vec<axum_server::Handle>,
+    _state_dir: Option<tempdir::TempDir>,
+}
+
+impl SimHandle {
+    pub fn shutdown(&self) {
+        for h in &self.handles {
+            h.shutdown();
+        }
+    }
+}
+
+mod tempdir {
+    /// A folder removed on drop (the CA certificate of an in-process sim lives here).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Start the simulator on the current tokio runtime and return once it accepts connections.
+pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+    let specs = match &config.validate_specs {
+        Some(dir) => Some(spec::SpecIndex::load(dir).map_err(SimError::Specs)?),
+        None => None,
+    };
+    let (state_dir, temp) = match &config.state_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let d = std::env::temp_dir().join(format!("ringmaster-sim-{}", uuid::Uuid::new_v4()));
+            (d.clone(), Some(tempdir::TempDir(d)))
+        }
+    };
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|source| SimError::State { path: state_dir.display().to_string(), source })?;
+    let certs = tls::generate().map_err(SimError::Tls)?;
+    let ca_path = state_dir.join("ringmaster-sim-ca.pem");
+    std::fs::write(&ca_path, &certs.ca_pem)
+        .map_err(|source| SimError::State { path: ca_path.display().to_string(), source })?;
+    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_pem(
+        certs.leaf_pem.clone().into_bytes(),
+        certs.key_pem.clone().into_bytes(),
+    )
+    .await
+    .map_err(|e| SimError::Tls(e.to_string()))?;
+
+    let bind = |addr: SocketAddr| -> Result<std::net::TcpListener, SimError> {
+        let l =
+            std::net::TcpListener::bind(addr).map_err(|source| SimError::Listen { addr: addr.to_string(), source })?;
+        l.set_nonblocking(true).map_err(|source| SimError::Listen { addr: addr.to_string(), source })?;
+        Ok(l)
+    };
+    let arm_listener = bind(config.listen)?;
+    let mut login_addr = config.listen;
+    login_addr.set_port(0);
+    let login_listener = bind(login_addr)?;
+    let arm_port = arm_listener.local_addr().map_err(|source| SimError::Listen { addr: "arm".into(), source })?;
+    let login_port = login_listener.local_addr().map_err(|source| SimError::Listen { addr: "login".into(), source })?;
+    // The certificate names localhost; use it so clients verify the name.
+    let arm_base = format!("https://localhost:{}", arm_port.port());
+    let login_base = format!("https://localhost:{}", login_port.port());
+
+    let clock = tenant::SimClock::new(config.time_scale);
+    let tenant = tenant::build(config.seed, &clock);
+    let mut key = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut key);
+    let ready = ReadyInfo {
+        arm: arm_base.clone(),
+        login: login_base.clone(),
+        ca_cert: ca_path.display().to_string(),
+        tenant_id: tenant.tenant_id.clone(),
+        tenant_name: tenant.display_name.clone(),
+        client_id: "5e0c1f7a-4d2b-4b8e-a1c3-ringmaster01".replace("ringmaster01", "9f8e7d6c5b4a"),
+        client_secret: format!("sim~{}", uuid::Uuid::new_v4().simple()),
+        subscriptions: tenant.subscriptions.iter().map(|s| s.id.clone()).collect(),
+        stats: format!("{arm_base}/_sim/stats"),
+    };
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        tenant: RwLock::new(tenant),
+        clock,
+        specs,
+        stats: Mutex::new(Stats::default()),
+        faults: Mutex::new(Faults::default()),
+        throttle: Mutex::new(throttle::Throttle::default()),
+        signing_key: key,
+        tokens_not_before: AtomicI64::new(0),
+        arm_base,
+        login_base,
+        client_id: ready.client_id.clone(),
+        client_secret: ready.client_secret.clone(),
+        operations: Mutex::new(HashMap::new()),
+    });
+
+    let arm_handle = axum_server::Handle::new();
+    let login_handle = axum_server::Handle::new();
+    let arm_app = arm::router(shared.clone());
+    let login_app = entra::router(shared.clone());
+    let arm_server = axum_server::from_tcp_rustls(arm_listener, rustls_config.clone()).handle(arm_handle.clone());
+    let login_server = axum_server::from_tcp_rustls(login_listener, rustls_config).handle(login_handle.clone());
+    tokio::spawn(async move {
+        if let Err(e) = arm_server.serve(arm_app.into_make_service()).await {
+            tracing::error!("sim ARM server stopped: {e}");
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(e) = login_server.serve(login_app.into_make_service()).await {
+            tracing::error!("sim login server stopped: {e}");
+        }
+    });
+    arm_handle.listening().await;
+    login_handle.listening().await;
+    Ok(SimHandle { ready, handles: vec![arm_handle, login_handle], _state_dir: temp })
+}

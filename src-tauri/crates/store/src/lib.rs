@@ -1,0 +1,507 @@
+//! The local SQLite file: a cache of the tenant's inventory (Azure stays the truth), the sync history and
+//! settings. WAL mode, forward-only migrations embedded in the binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the local database at {path} could not be opened: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("the local database was written by a newer Ringmaster (schema {found}, this build knows {known}); update the app")]
+    TooNew { found: i64, known: i64 },
+    #[error("local database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("local database lock poisoned")]
+    Poisoned,
+}
+
+/// Forward-only migrations; index + 1 is the schema version they bring the file to.
+const MIGRATIONS: &[&str] = &[
+    // 1: inventory cache and sync history.
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE subscriptions (id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL);
+     CREATE TABLE host_pools (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, subscription_id TEXT NOT NULL, resource_group TEXT NOT NULL,
+        location TEXT NOT NULL, pool_type TEXT NOT NULL, ring TEXT NOT NULL);
+     CREATE TABLE session_hosts (
+        id TEXT PRIMARY KEY, host_pool_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+        state TEXT NOT NULL, allow_new_session INTEGER NOT NULL, sessions INTEGER NOT NULL,
+        last_heartbeat TEXT, vm_id TEXT, image_version_id TEXT, image_version TEXT NOT NULL,
+        failed_checks TEXT NOT NULL);
+     CREATE INDEX session_hosts_pool ON session_hosts(host_pool_id);
+     CREATE INDEX session_hosts_name ON session_hosts(name);
+     CREATE TABLE image_versions (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, gallery TEXT NOT NULL, definition TEXT NOT NULL,
+        location TEXT NOT NULL, published TEXT, end_of_life TEXT, exclude_from_latest INTEGER NOT NULL,
+        provisioning_state TEXT NOT NULL, replication_state TEXT NOT NULL, regions TEXT NOT NULL);
+     CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+        source TEXT, requests INTEGER NOT NULL, duration_ms INTEGER NOT NULL, hosts INTEGER NOT NULL,
+        error_code TEXT, error_message TEXT, request_id TEXT);",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolRow {
+    pub id: String,
+    pub name: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub pool_type: String,
+    /// Lower-cased `ringmaster-ring` tag; empty when the pool has none.
+    pub ring: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRecord {
+    pub id: String,
+    pub host_pool_id: String,
+    pub name: String,
+    pub status: String,
+    /// available | draining | unavailable | unknown
+    pub state: String,
+    pub allow_new_session: bool,
+    pub sessions: u32,
+    pub last_heartbeat: Option<String>,
+    pub vm_id: Option<String>,
+    pub image_version_id: Option<String>,
+    pub image_version: String,
+    pub failed_checks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRow {
+    pub id: String,
+    pub name: String,
+    pub gallery: String,
+    pub definition: String,
+    pub location: String,
+    pub published: Option<String>,
+    pub end_of_life: Option<String>,
+    pub exclude_from_latest: bool,
+    pub provisioning_state: String,
+    pub replication_state: String,
+    /// JSON array of `{region, state, progress, replicas}`.
+    pub regions_json: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub subscriptions: Vec<SubscriptionRow>,
+    pub pools: Vec<PoolRow>,
+    pub hosts: Vec<HostRecord>,
+    pub versions: Vec<VersionRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRecord {
+    pub started_at: String,
+    pub finished_at: String,
+    pub source: Option<String>,
+    pub requests: u32,
+    pub duration_ms: u32,
+    pub hosts: u32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Per-pool counts, computed in SQL so a 10,000-host tenant stays instant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolStats {
+    pub hosts: u32,
+    pub available: u32,
+    pub draining: u32,
+    pub unavailable: u32,
+    pub unknown: u32,
+    pub users: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSort {
+    Name,
+    HostPool,
+    Ring,
+    State,
+    Sessions,
+    ImageVersion,
+    LastHeartbeat,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostFilter {
+    pub host_pool: Option<String>,
+    pub text: Option<String>,
+    pub state: Option<String>,
+    pub sort: HostSort,
+    pub descending: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// A host row with its pool's name and ring, for the hosts table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostListing {
+    pub host: HostRecord,
+    pub pool_name: String,
+    pub ring: String,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn =
+            Connection::open(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        Self::init(conn, path.to_path_buf())
+    }
+
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Self::init(Connection::open_in_memory()?, PathBuf::from(":memory:"))
+    }
+
+    fn init(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew { found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Store { conn: Mutex::new(conn), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn()?.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.conn()?.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Replace the cached inventory with a new snapshot, atomically: readers see the old one or the new one.
+    pub fn replace_inventory(&self, s: &Snapshot) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "DELETE FROM subscriptions; DELETE FROM host_pools; DELETE FROM session_hosts; DELETE FROM image_versions;",
+        )?;
+        {
+            let mut st = tx.prepare("INSERT INTO subscriptions(id, name, state) VALUES (?1, ?2, ?3)")?;
+            for r in &s.subscriptions {
+                st.execute(params![r.id, r.name, r.state])?;
+            }
+            let mut st = tx.prepare(
+                "INSERT OR REPLACE INTO host_pools(id, name, subscription_id, resource_group, location, pool_type, ring)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for p in &s.pools {
+                st.execute(params![
+                    p.id,
+                    p.name,
+                    p.subscription_id,
+                    p.resource_group,
+                    p.location,
+                    p.pool_type,
+                    p.ring
+                ])?;
+            }
+            let mut st = tx.prepare(
+                "INSERT OR REPLACE INTO session_hosts(id, host_pool_id, name, status, state, allow_new_session, sessions,
+                   last_heartbeat, vm_id, image_version_id, image_version, failed_checks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for h in &s.hosts {
+                st.execute(params![
+                    h.id,
+                    h.host_pool_id,
+                    h.name,
+                    h.status,
+                    h.state,
+                    h.allow_new_session,
+                    h.sessions,
+                    h.last_heartbeat,
+                    h.vm_id,
+                    h.image_version_id,
+                    h.image_version,
+                    h.failed_checks.join("\n"),
+                ])?;
+            }
+            let mut st = tx.prepare(
+                "INSERT OR REPLACE INTO image_versions(id, name, gallery, definition, location, published, end_of_life,
+                   exclude_from_latest, provisioning_state, replication_state, regions)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for v in &s.versions {
+                st.execute(params![
+                    v.id,
+                    v.name,
+                    v.gallery,
+                    v.definition,
+                    v.location,
+                    v.published,
+                    v.end_of_life,
+                    v.exclude_from_latest,
+                    v.provisioning_state,
+                    v.replication_state,
+                    v.regions_json
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn record_sync(&self, r: &SyncRecord) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO sync_runs(started_at, finished_at, source, requests, duration_ms, hosts, error_code, error_message, request_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                r.started_at,
+                r.finished_at,
+                r.source,
+                r.requests,
+                r.duration_ms,
+                r.hosts,
+                r.error_code,
+                r.error_message,
+                r.request_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn sync_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SyncRecord> {
+        Ok(SyncRecord {
+            started_at: r.get(0)?,
+            finished_at: r.get(1)?,
+            source: r.get(2)?,
+            requests: r.get(3)?,
+            duration_ms: r.get(4)?,
+            hosts: r.get(5)?,
+            error_code: r.get(6)?,
+            error_message: r.get(7)?,
+            request_id: r.get(8)?,
+        })
+    }
+
+    const SYNC_COLUMNS: &'static str =
+        "started_at, finished_at, source, requests, duration_ms, hosts, error_code, error_message, request_id";
+
+    /// The newest sync run, successful or not.
+    pub fn last_sync(&self) -> Result<Option<SyncRecord>, StoreError> {
+        let sql = format!("SELECT {} FROM sync_runs ORDER BY id DESC LIMIT 1", Self::SYNC_COLUMNS);
+        Ok(self.conn()?.query_row(&sql, [], Self::sync_row).optional()?)
+    }
+
+    /// The newest successful sync run: the one the cached inventory came from.
+    pub fn last_good_sync(&self) -> Result<Option<SyncRecord>, StoreError> {
+        let sql =
+            format!("SELECT {} FROM sync_runs WHERE error_code IS NULL ORDER BY id DESC LIMIT 1", Self::SYNC_COLUMNS);
+        Ok(self.conn()?.query_row(&sql, [], Self::sync_row).optional()?)
+    }
+
+    pub fn subscriptions(&self) -> Result<Vec<SubscriptionRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare("SELECT id, name, state FROM subscriptions ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok(SubscriptionRow { id: r.get(0)?, name: r.get(1)?, state: r.get(2)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn pools(&self) -> Result<Vec<PoolRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT id, name, subscription_id, resource_group, location, pool_type, ring FROM host_pools ORDER BY name",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(PoolRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                subscription_id: r.get(2)?,
+                resource_group: r.get(3)?,
+                location: r.get(4)?,
+                pool_type: r.get(5)?,
+                ring: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts per pool id (lower-cased).
+    pub fn pool_stats(&self) -> Result<Vec<(String, PoolStats)>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT lower(host_pool_id), count(*),
+                    sum(state = 'available'), sum(state = 'draining'), sum(state = 'unavailable'),
+                    sum(state = 'unknown'), sum(sessions)
+             FROM session_hosts GROUP BY lower(host_pool_id)",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                PoolStats {
+                    hosts: r.get(1)?,
+                    available: r.get(2)?,
+                    draining: r.get(3)?,
+                    unavailable: r.get(4)?,
+                    unknown: r.get(5)?,
+                    users: r.get(6)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// (pool id lower-cased, image version name, hosts).
+    pub fn version_counts(&self) -> Result<Vec<(String, String, u32)>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT lower(host_pool_id), image_version, count(*) FROM session_hosts
+             GROUP BY lower(host_pool_id), image_version",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn versions(&self) -> Result<Vec<VersionRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT id, name, gallery, definition, location, published, end_of_life, exclude_from_latest,
+                    provisioning_state, replication_state, regions FROM image_versions",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(VersionRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                gallery: r.get(2)?,
+                definition: r.get(3)?,
+                location: r.get(4)?,
+                published: r.get(5)?,
+                end_of_life: r.get(6)?,
+                exclude_from_latest: r.get(7)?,
+                provisioning_state: r.get(8)?,
+                replication_state: r.get(9)?,
+                regions_json: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One page of hosts matching `f`, and how many match in all.
+    pub fn query_hosts(&self, f: &HostFilter) -> Result<(u32, Vec<HostListing>), StoreError> {
+        let mut where_sql = vec!["1 = 1".to_string()];
+        let mut args: Vec<String> = Vec::new();
+        if let Some(pool) = &f.host_pool {
+            args.push(pool.to_ascii_lowercase());
+            where_sql.push(format!("lower(h.host_pool_id) = ?{}", args.len()));
+        }
+        if let Some(state) = &f.state {
+            args.push(state.clone());
+            where_sql.push(format!("h.state = ?{}", args.len()));
+        }
+        if let Some(text) = f.text.as_ref().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            // LIKE with the wildcards in the user's text escaped.
+            let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            args.push(format!("%{escaped}%"));
+            let n = args.len();
+            where_sql.push(format!(
+                "(h.name LIKE ?{n} ESCAPE '\\' OR p.name LIKE ?{n} ESCAPE '\\' OR h.image_version LIKE ?{n} ESCAPE '\\')"
+            ));
+        }
+        let order = match f.sort {
+            HostSort::Name => "h.name",
+            HostSort::HostPool => "p.name",
+            HostSort::Ring => "p.ring",
+            HostSort::State => "h.state",
+            HostSort::Sessions => "h.sessions",
+            HostSort::ImageVersion => "h.image_version",
+            HostSort::LastHeartbeat => "h.last_heartbeat",
+        };
+        let dir = if f.descending { "DESC" } else { "ASC" };
+        let from = "FROM session_hosts h LEFT JOIN host_pools p ON lower(p.id) = lower(h.host_pool_id)";
+        let where_clause = where_sql.join(" AND ");
+        let conn = self.conn()?;
+        let total: u32 = conn.query_row(
+            &format!("SELECT count(*) {from} WHERE {where_clause}"),
+            rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
+        let sql = format!(
+            "SELECT h.id, h.host_pool_id, h.name, h.status, h.state, h.allow_new_session, h.sessions, h.last_heartbeat,
+                    h.vm_id, h.image_version_id, h.image_version, h.failed_checks,
+                    coalesce(p.name, ''), coalesce(p.ring, '')
+             {from} WHERE {where_clause} ORDER BY {order} {dir}, h.name ASC LIMIT {} OFFSET {}",
+            f.limit.min(1000),
+            f.offset
+        );
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            let checks: String = r.get(11)?;
+            Ok(HostListing {
+                host: HostRecord {
+                    id: r.get(0)?,
+                    host_pool_id: r.get(1)?,
+                    name: r.get(2)?,
+                    status: r.get(3)?,
+                    state: r.get(4)?,
+                    allow_new_session: r.get(5)?,
+                    sessions: r.get(6)?,
+                    last_heartbeat: r.get(7)?,
+                    vm_id: r.get(8)?,
+                    image_version_id: r.get(9)?,
+                    image_version: r.get(10)?,
+                    failed_checks: checks.split('\n').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                },
+                pool_name: r.get(12)?,
+                ring: r.get(13)?,
+            })
+        })?;
+        Ok((total, rows.collect::<Result<_, _>>()?))
+    }
+}

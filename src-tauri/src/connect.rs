@@ -1,0 +1,89 @@
+//! Which tenant to talk to: the built-in simulated tenant (demo, the default) or a real one through the Azure CLI.
+
+use std::sync::Arc;
+
+use ringmaster_azure::{http_client, ArmClient, AzureCliSource, ClientSecretCredential, Cloud, RetryPolicy};
+use ringmaster_engine::TenantConnection;
+use ringmaster_sim::{SimConfig, SimHandle};
+
+pub enum Mode {
+    Demo,
+    AzureCli { cloud: Cloud, tenant_id: Option<String> },
+}
+
+impl Mode {
+    /// `RINGMASTER_TENANT=demo|azure-cli` (default demo), `RINGMASTER_CLOUD=AzureCloud|AzureUSGovernment|AzureChinaCloud`,
+    /// `RINGMASTER_TENANT_ID` to pick a tenant of the CLI account.
+    pub fn from_env() -> Result<Mode, String> {
+        match std::env::var("RINGMASTER_TENANT").unwrap_or_else(|_| "demo".into()).as_str() {
+            "demo" | "" => Ok(Mode::Demo),
+            "azure-cli" => {
+                let cloud_name = std::env::var("RINGMASTER_CLOUD").unwrap_or_else(|_| "AzureCloud".into());
+                let cloud = Cloud::by_name(&cloud_name).ok_or_else(|| {
+                    format!("RINGMASTER_CLOUD '{cloud_name}' is not a known cloud: use AzureCloud, AzureUSGovernment or AzureChinaCloud")
+                })?;
+                Ok(Mode::AzureCli { cloud, tenant_id: std::env::var("RINGMASTER_TENANT_ID").ok() })
+            }
+            other => Err(format!("RINGMASTER_TENANT '{other}' is not known: use demo or azure-cli")),
+        }
+    }
+
+    pub fn database_file(&self) -> &'static str {
+        match self {
+            Mode::Demo => "ringmaster-demo.db",
+            Mode::AzureCli { .. } => "ringmaster.db",
+        }
+    }
+}
+
+pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>), String> {
+    match mode {
+        Mode::Demo => {
+            let config = SimConfig { time_scale: 60.0, ..SimConfig::default() };
+            let sim = ringmaster_sim::start(config).await.map_err(|e| e.to_string())?;
+            let ready = sim.ready.clone();
+            let ca = std::fs::read(&ready.ca_cert).map_err(|e| format!("sim CA: {e}"))?;
+            let http = http_client(Some(&ca)).map_err(|e| e.to_string())?;
+            let cloud = Cloud::simulated(&ready.login, &ready.arm);
+            let cred = ClientSecretCredential::new(
+                http.clone(),
+                &cloud.authority_host,
+                &ready.tenant_id,
+                &ready.client_id,
+                &ready.client_secret,
+            );
+            let client =
+                ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), RetryPolicy::default())
+                    .map_err(|e| e.to_string())?;
+            Ok((
+                TenantConnection {
+                    client,
+                    mode: "demo".into(),
+                    tenant_id: ready.tenant_id.clone(),
+                    tenant_name: ready.tenant_name.clone(),
+                    cloud: "Simulated tenant (built in)".into(),
+                    authority_host: cloud.authority_host.clone(),
+                },
+                Some(sim),
+            ))
+        }
+        Mode::AzureCli { cloud, tenant_id } => {
+            let http = http_client(None).map_err(|e| e.to_string())?;
+            let cred = AzureCliSource::new(tenant_id.clone()).map_err(|e| e.to_string())?;
+            let client =
+                ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), RetryPolicy::default())
+                    .map_err(|e| e.to_string())?;
+            Ok((
+                TenantConnection {
+                    client,
+                    mode: "azure-cli".into(),
+                    tenant_id: tenant_id.clone().unwrap_or_else(|| "(Azure CLI default tenant)".into()),
+                    tenant_name: "Azure CLI account".into(),
+                    cloud: cloud.name.clone(),
+                    authority_host: cloud.authority_host.clone(),
+                },
+                None,
+            ))
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The Tauri app: wiring (store, engine, tenant connection), thin commands over the engine, and events.
+
+mod commands;
+mod connect;
+
+use std::sync::Arc;
+
+use ringmaster_engine::Engine;
+use ringmaster_store::Store;
+use tauri::{Emitter, Manager};
+
+pub use commands::specta_builder;
+
+/// What every command reaches through `State`.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Keeps the in-process simulated tenant alive in demo mode.
+    pub _sim: tokio::sync::Mutex<Option<ringmaster_sim::SimHandle>>,
+}
+
+pub const EVENT_PROGRESS: &str = "inventory-progress";
+pub const EVENT_UPDATED: &str = "inventory-updated";
+
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RINGMASTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ringmaster=info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let builder = specta_builder();
+    let result = tauri::Builder::default()
+        .invoke_handler(builder.invoke_handler())
+        .setup(move |app| {
+            builder.mount_events(app);
+            let mode = connect::Mode::from_env().map_err(|e| -> Box<dyn std::error::Error> { e.into() })?;
+            let data_dir = match std::env::var_os("RINGMASTER_DATA_DIR") {
+                Some(d) => std::path::PathBuf::from(d),
+                None => app.path().app_data_dir()?,
+            };
+            let db_path = data_dir.join(mode.database_file());
+            let store = match Store::open(&db_path) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Keep the app usable; the settings screen shows the in-memory path.
+                    tracing::error!("{e}; using an in-memory cache for this session");
+                    Store::open_in_memory()?
+                }
+            };
+            let engine = Arc::new(Engine::new(Arc::new(store)));
+            app.manage(AppState { engine: engine.clone(), _sim: tokio::sync::Mutex::new(None) });
+            let handle = app.handle().clone();
+            tauri::async_runtime::spawn(async move {
+                let state = handle.state::<AppState>();
+                match connect::connect(&mode).await {
+                    Ok((connection, sim)) => {
+                        engine.connect(connection);
+                        *state._sim.lock().await = sim;
+                        // A failure is recorded in the sync status and announced by the event.
+                        let _ = refresh_and_emit(&handle, &engine).await;
+                    }
+                    Err(e) => {
+                        tracing::error!("could not connect: {e}");
+                        let _ = handle.emit(EVENT_UPDATED, engine.sync_status().ok());
+                    }
+                }
+            });
+            Ok(())
+        })
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("Ringmaster could not start: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Refresh the inventory, streaming progress and announcing the result (success or failure) to the UI.
+pub async fn refresh_and_emit(
+    handle: &tauri::AppHandle,
+    engine: &Engine,
+) -> Result<ringmaster_engine::SyncStatus, ringmaster_engine::AppError> {
+    let h = handle.clone();
+    let progress = move |p: ringmaster_engine::SyncProgress| {
+        let _ = h.emit(EVENT_PROGRESS, p);
+    };
+    let result = engine.refresh(&progress).await.map_err(ringmaster_engine::AppError::from);
+    if let Ok(status) = engine.sync_status() {
+        let _ = handle.emit(EVENT_UPDATED, status);
+    }
+    result
+}

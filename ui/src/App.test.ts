@@ -1,0 +1,162 @@
+import { emit } from "@tauri-apps/api/event";
+import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import App from "./App.svelte";
+import type { HostQuery, SyncStatus } from "./lib/bindings";
+import { CONNECTION, NOW, THROTTLED, makeBoard, makeVersions, syncStatus } from "./test/fixtures";
+import { byTestId, findByTestId, render, text, waitFor } from "./test/util";
+
+type Handler = (args: Record<string, unknown> | undefined) => unknown;
+
+let calls: { cmd: string; args: unknown }[] = [];
+let cleanup: (() => void)[] = [];
+
+/** Answer like the backend; individual commands can be overridden per test. */
+function backend(overrides: Record<string, Handler> = {}) {
+  calls = [];
+  const defaults: Record<string, Handler> = {
+    get_board: () => makeBoard(),
+    get_image_versions: () => makeVersions(),
+    get_connection: () => CONNECTION,
+    get_sync_status: () => syncStatus(),
+    query_hosts: (args) => ({ total: 0, offset: (args?.query as HostQuery).offset, rows: [] }),
+    refresh_inventory: () => syncStatus(),
+    cancel_refresh: () => null,
+  };
+  const handlers = { ...defaults, ...overrides };
+  mockIPC(
+    (cmd, args) => {
+      calls.push({ cmd, args });
+      const handler = handlers[cmd];
+      if (!handler) return Promise.reject(`command ${cmd} not found`);
+      return handler(args as Record<string, unknown> | undefined);
+    },
+    { shouldMockEvents: true },
+  );
+}
+
+const count = (cmd: string) => calls.filter((c) => c.cmd === cmd).length;
+
+function renderApp() {
+  const view = render(App, {});
+  cleanup.push(view.destroy);
+  return view.target;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["Date"] });
+  vi.setSystemTime(NOW);
+});
+
+afterEach(() => {
+  cleanup.forEach((fn) => fn());
+  cleanup = [];
+  clearMocks();
+  vi.useRealTimers();
+});
+
+describe("App", () => {
+  it("tells the user to open the desktop app when there is no Tauri backend", () => {
+    delete (window as { __TAURI_INTERNALS__?: unknown }).__TAURI_INTERNALS__;
+    const target = renderApp();
+    expect(text(target)).toContain("Ringmaster's UI runs inside the desktop app");
+    expect(byTestId(target, "nav-rings")).toHaveLength(0);
+  });
+
+  it("shows the cached board, the tenant and how long ago it synced", async () => {
+    backend();
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "ring-lane")).toHaveLength(3));
+    expect(byTestId(target, "pool-card")).toHaveLength(5);
+    await waitFor(() => expect(text(target.querySelector(".tenant"))).toContain("Contoso (demo)"));
+    expect(text(target.querySelector(".tenant"))).toContain("DEMO");
+    expect(text(byTestId(target, "sync-status")[0])).toBe("synced 2 min ago");
+    expect(text(target.querySelector(".status"))).toContain("via Resource Graph");
+  });
+
+  it("shows a failed command's message and ARM request id", async () => {
+    backend({ get_board: () => Promise.reject(THROTTLED) });
+    const target = renderApp();
+    const banner = await findByTestId(target, "error-banner");
+    expect(text(banner)).toContain("Couldn't load the ring board");
+    expect(text(banner)).toContain(THROTTLED.message);
+    expect(text(banner)).toContain(`ARM request id: ${THROTTLED.requestId}`);
+    expect(banner.querySelector("code")?.textContent).toBe(THROTTLED.requestId);
+  });
+
+  it("shows the last refresh's failure in a dismissible banner", async () => {
+    backend({ get_board: () => makeBoard(syncStatus({ lastError: THROTTLED })) });
+    const target = renderApp();
+    const banner = await findByTestId(target, "error-banner");
+    expect(text(banner)).toContain("The last refresh failed");
+    expect(text(banner)).toContain(THROTTLED.message);
+    banner.querySelector<HTMLButtonElement>('button[aria-label="Dismiss error"]')!.click();
+    await waitFor(() => expect(byTestId(target, "error-banner")).toHaveLength(0));
+  });
+
+  it("turns Refresh into Cancel while a refresh runs", async () => {
+    let finish!: (status: SyncStatus) => void;
+    backend({ refresh_inventory: () => new Promise<SyncStatus>((resolve) => (finish = resolve)) });
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "ring-lane")).toHaveLength(3));
+    const boardLoads = count("get_board");
+
+    const button = () => byTestId(target, "refresh-button")[0];
+    expect(text(button())).toBe("Refresh");
+    button().click();
+    await waitFor(() => expect(text(button())).toBe("Cancel"));
+    expect(target.querySelector('[role="progressbar"]')).not.toBeNull();
+
+    button().click();
+    await waitFor(() => expect(count("cancel_refresh")).toBe(1));
+    await waitFor(() => expect(text(button())).toBe("Cancelling…"));
+
+    finish(syncStatus({ syncedAt: new Date(NOW).toISOString(), lastError: { code: "cancelled", message: "Cancelled", requestId: null } }));
+    await waitFor(() => expect(text(button())).toBe("Refresh"));
+    expect(target.querySelector('[role="progressbar"]')).toBeNull();
+    // No "inventory-updated" arrived, so the UI reloads by itself; a cancel is not an error.
+    await waitFor(() => expect(count("get_board")).toBe(boardLoads + 1));
+    expect(byTestId(target, "error-banner")).toHaveLength(0);
+    expect(text(target.querySelector(".status"))).toContain("Refresh cancelled");
+  });
+
+  it("follows a background refresh through its events and reloads when it ends", async () => {
+    backend();
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "ring-lane")).toHaveLength(3));
+    const boardLoads = count("get_board");
+
+    await emit("inventory-progress", { stage: "Querying session hosts", percent: 40, requests: 5 });
+    await waitFor(() => expect(text(target.querySelector(".stage"))).toBe("Querying session hosts 40%"));
+    expect(text(byTestId(target, "refresh-button")[0])).toBe("Cancel");
+    expect(target.querySelector('[role="progressbar"]')?.getAttribute("aria-valuenow")).toBe("40");
+
+    await emit("inventory-updated", syncStatus({ syncedAt: new Date(NOW).toISOString(), source: "armListing" }));
+    await waitFor(() => expect(text(byTestId(target, "refresh-button")[0])).toBe("Refresh"));
+    await waitFor(() => expect(count("get_board")).toBe(boardLoads + 1));
+    expect(text(byTestId(target, "sync-status")[0])).toBe("synced just now");
+    expect(text(target.querySelector(".status"))).toContain("via ARM listing");
+  });
+
+  it("navigates with the sidebar and opens a pool's hosts from its card", async () => {
+    backend();
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "pool-card")).toHaveLength(5));
+
+    byTestId(target, "nav-images")[0].click();
+    await waitFor(() => expect(byTestId(target, "image-row")).toHaveLength(3));
+    expect(byTestId(target, "nav-images")[0].getAttribute("aria-current")).toBe("page");
+
+    byTestId(target, "nav-settings")[0].click();
+    await waitFor(() => expect(text(target)).toContain("RINGMASTER_TENANT=azure-cli"));
+    expect(text(target)).toContain(CONNECTION.databasePath);
+
+    byTestId(target, "nav-rings")[0].click();
+    const card = await waitFor(() => byTestId(target, "pool-card").find((c) => text(c).includes("hp-pilot-02"))!);
+    card.click();
+    await waitFor(() => expect(byTestId(target, "pool-chip")).toHaveLength(1));
+    const query = calls.filter((c) => c.cmd === "query_hosts").map((c) => (c.args as { query: HostQuery }).query)[0];
+    expect(query.hostPool).toBe(makeBoard().rings[1].pools[1].id);
+    await waitFor(() => expect(text(byTestId(target, "hosts-count")[0])).toBe("0 hosts"));
+  });
+});
