@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ringmaster_azure::{http_client, ArmClient, AzureCliSource, ClientSecretCredential, Cloud, RetryPolicy};
+use ringmaster_azure::{http_client, simulated_tenant_client, ArmClient, AzureCliSource, Cloud, RetryPolicy};
 use ringmaster_engine::TenantConnection;
 use ringmaster_sim::{SimConfig, SimHandle};
 
@@ -43,18 +43,16 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
             let sim = ringmaster_sim::start(config).await.map_err(|e| e.to_string())?;
             let ready = sim.ready.clone();
             let ca = std::fs::read(&ready.ca_cert).map_err(|e| format!("sim CA: {e}"))?;
-            let http = http_client(Some(&ca)).map_err(|e| e.to_string())?;
-            let cloud = Cloud::simulated(&ready.login, &ready.arm);
-            let cred = ClientSecretCredential::new(
-                http.clone(),
-                &cloud.authority_host,
+            let client = simulated_tenant_client(
+                &ready.arm,
+                &ready.login,
+                &ca,
                 &ready.tenant_id,
                 &ready.client_id,
                 &ready.client_secret,
-            );
-            let client =
-                ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), RetryPolicy::default())
-                    .map_err(|e| e.to_string())?;
+                RetryPolicy::default(),
+            )
+            .map_err(|e| e.to_string())?;
             Ok((
                 TenantConnection {
                     client,
@@ -62,7 +60,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     tenant_id: ready.tenant_id.clone(),
                     tenant_name: ready.tenant_name.clone(),
                     cloud: "Simulated tenant (built in)".into(),
-                    authority_host: cloud.authority_host.clone(),
+                    authority_host: ready.login.clone(),
                 },
                 Some(sim),
             ))

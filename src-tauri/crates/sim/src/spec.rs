@@ -261,13 +261,7 @@ impl SpecIndex {
         let Some(r) = v.get("$ref").and_then(Value::as_str) else {
             return (file.to_path_buf(), v.clone());
         };
-        let (rel, pointer) = r.split_once('#').unwrap_or((r, ""));
-        let target = if rel.is_empty() {
-            file.to_path_buf()
-        } else {
-            let joined = file.parent().unwrap_or(Path::new("/")).join(rel);
-            joined.canonicalize().unwrap_or(joined)
-        };
+        let (target, pointer) = ref_target(file, r);
         match self.load_file(&target).and_then(|doc| doc.pointer(pointer).cloned()) {
             Some(found) => self.resolve(&target, &found),
             None => (target, Value::Null),
@@ -302,6 +296,16 @@ fn tolerated(operation_id: &str, err: &jsonschema::ValidationError<'_>) -> bool 
     }
 }
 
+/// The file and JSON pointer a `$ref` written in `file` names.
+fn ref_target<'a>(file: &Path, r: &'a str) -> (PathBuf, &'a str) {
+    let (rel, pointer) = r.split_once('#').unwrap_or((r, ""));
+    if rel.is_empty() {
+        return (file.to_path_buf(), pointer);
+    }
+    let joined = file.parent().unwrap_or(Path::new("/")).join(rel);
+    (joined.canonicalize().unwrap_or(joined), pointer)
+}
+
 /// Rewrite the `$ref`s of a schema cut out of a spec file into absolute `file://` URIs, so the resolver
 /// finds them wherever the schema now sits.
 fn absolutize_refs(v: &Value, file: &Path) -> Value {
@@ -311,13 +315,7 @@ fn absolutize_refs(v: &Value, file: &Path) -> Value {
             for (k, val) in map {
                 if k == "$ref" {
                     if let Some(r) = val.as_str() {
-                        let (rel, pointer) = r.split_once('#').unwrap_or((r, ""));
-                        let target = if rel.is_empty() {
-                            file.to_path_buf()
-                        } else {
-                            let joined = file.parent().unwrap_or(Path::new("/")).join(rel);
-                            joined.canonicalize().unwrap_or(joined)
-                        };
+                        let (target, pointer) = ref_target(file, r);
                         out.insert(k.clone(), Value::String(format!("file://{}#{pointer}", target.display())));
                         continue;
                     }
