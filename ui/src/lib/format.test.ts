@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatCount, formatDuration, plural, relativeTime } from "./format";
+import { formatCount, formatDuration, plural, relativeTime, splitHostName } from "./format";
 
 const NOW = Date.parse("2026-11-27T10:00:00Z");
 const ago = (ms: number) => new Date(NOW - ms).toISOString();
@@ -47,5 +47,15 @@ describe("numbers and durations", () => {
     expect(formatDuration(850)).toBe("850 ms");
     expect(formatDuration(1340)).toBe("1.3 s");
     expect(formatDuration(125_000)).toBe("2 min 5 s");
+  });
+});
+
+describe("splitHostName", () => {
+  it("splits an FQDN at the first dot", () => {
+    expect(splitHostName("avdpw1-012.corp.contoso.com")).toEqual({ host: "avdpw1-012", domain: "corp.contoso.com" });
+  });
+
+  it.each(["avd-00001", "10.0.4.12", ".hidden", "trailing."])("keeps %s whole", (name) => {
+    expect(splitHostName(name)).toEqual({ host: name, domain: "" });
   });
 });

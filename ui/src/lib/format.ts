@@ -47,6 +47,16 @@ export function formatDateTime(iso: string | null | undefined): string {
   return t === null ? "—" : dateTimeFormat.format(t);
 }
 
+/**
+ * A session host's FQDN split at the first dot: "avdpw1-012.corp.contoso.com" gives
+ * { host: "avdpw1-012", domain: "corp.contoso.com" }. A bare name or an IP address has no domain.
+ */
+export function splitHostName(name: string): { host: string; domain: string } {
+  const dot = name.indexOf(".");
+  if (dot <= 0 || dot === name.length - 1 || /^\d+(\.\d+){3}$/.test(name)) return { host: name, domain: "" };
+  return { host: name.slice(0, dot), domain: name.slice(dot + 1) };
+}
+
 const numberFormat = new Intl.NumberFormat("en-US");
 
 export function formatCount(n: number): string {

@@ -229,6 +229,19 @@ fn failed_checks(v: &Option<Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn pool_from_arm(p: ArmResource) -> HostPoolRecord {
+    let parts: Vec<&str> = p.id.split('/').collect();
+    HostPoolRecord {
+        subscription_id: parts.get(2).copied().unwrap_or_default().to_string(),
+        resource_group: parts.get(4).copied().unwrap_or_default().to_ascii_lowercase(),
+        pool_type: p.properties["hostPoolType"].as_str().unwrap_or_default().to_string(),
+        location: p.location.clone().unwrap_or_default(),
+        tags: tags_of(p.tags.clone()),
+        name: p.name.clone(),
+        id: p.id,
+    }
+}
+
 fn host_from_graph(h: GraphHost) -> Option<SessionHostRecord> {
     let (pool, name) = split_session_host_id(&h.id)?;
     Some(SessionHostRecord {
@@ -417,22 +430,7 @@ pub async fn fetch_via_arm(client: &ArmClient, progress: ProgressFn<'_>) -> Resu
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
-    let host_pools: Vec<HostPoolRecord> = pool_lists
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let parts: Vec<&str> = p.id.split('/').collect();
-            HostPoolRecord {
-                subscription_id: parts.get(2).copied().unwrap_or_default().to_string(),
-                resource_group: parts.get(4).copied().unwrap_or_default().to_ascii_lowercase(),
-                pool_type: p.properties["hostPoolType"].as_str().unwrap_or_default().to_string(),
-                location: p.location.clone().unwrap_or_default(),
-                tags: tags_of(p.tags.clone()),
-                name: p.name.clone(),
-                id: p.id,
-            }
-        })
-        .collect();
+    let host_pools: Vec<HostPoolRecord> = pool_lists.into_iter().flatten().map(pool_from_arm).collect();
 
     let total_pools = host_pools.len().max(1);
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -563,6 +561,11 @@ pub fn session_host_from_json(v: Value) -> Result<SessionHostRecord, AzureError>
         detail: format!("'{id}' is not a session host id"),
         request_id: None,
     })
+}
+
+/// Parse one host pool as ARM returns it (`HostPools_Get`, an item of `HostPools_List`).
+pub fn host_pool_from_json(v: Value) -> Result<HostPoolRecord, AzureError> {
+    Ok(pool_from_arm(decode_resource(v, "host pool")?))
 }
 
 /// Parse one gallery image version (`GalleryImageVersions_Get`, with or without `$expand=ReplicationStatus`).

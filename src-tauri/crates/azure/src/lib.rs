@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod credential;
 pub mod error;
 pub mod inventory;
+pub mod ops;
 
 pub use client::{http_client, simulated_tenant_client, ArmClient, RetryPolicy};
 pub use cloud::Cloud;

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use ringmaster_azure::inventory::{image_version_from_json, session_host_from_json, vm_image_id_from_json};
+use ringmaster_azure::inventory::{
+    host_pool_from_json, image_version_from_json, session_host_from_json, vm_image_id_from_json,
+};
 use serde_json::Value;
 
 fn example(rel: &str) -> Option<Value> {
@@ -86,5 +88,18 @@ fn resource_graph_examples_have_the_shape_the_client_pages_on() {
                 || req["options"]["$skip"].is_number(),
             "{name}"
         );
+    }
+}
+
+#[test]
+fn host_pool_example_parses() {
+    let Some(get) = example(&format!("{DV}/HostPool_Get.json")) else { return };
+    let body = get["responses"]["200"]["body"].clone();
+    let p = host_pool_from_json(body.clone()).expect("parses");
+    assert_eq!(p.name, body["name"].as_str().unwrap());
+    assert_eq!(p.pool_type, body["properties"]["hostPoolType"].as_str().unwrap());
+    assert_eq!(p.location, body["location"].as_str().unwrap());
+    for (k, v) in body["tags"].as_object().into_iter().flatten() {
+        assert_eq!(p.tags.get(k).map(String::as_str), v.as_str(), "tag {k} kept");
     }
 }

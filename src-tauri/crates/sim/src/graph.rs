@@ -17,14 +17,34 @@ pub fn run(tenant: &Tenant, query: &str, subscriptions: Option<&[String]>) -> Re
     let stages = split_top(query, '|');
     let mut iter = stages.iter();
     let table = iter.next().map(|s| s.trim()).unwrap_or_default();
-    let mut rows = table_rows(tenant, table, subscriptions)?;
+    // Push a leading `where type =~ '...'` down into the scan, so only rows of that type are built.
+    let type_filter = stages.get(1).and_then(|s| leading_type_filter(s));
+    let mut rows = table_rows(tenant, table, subscriptions, type_filter.as_deref())?;
     for stage in iter {
         rows = apply(tenant, stage.trim(), rows, subscriptions)?;
     }
     Ok(rows)
 }
 
-fn table_rows(tenant: &Tenant, table: &str, subscriptions: Option<&[String]>) -> Result<Vec<Row>, QueryError> {
+/// The type of a stage that is exactly `where type =~ '<type>'`.
+fn leading_type_filter(stage: &str) -> Option<String> {
+    let (op, rest) = split_word(stage.trim());
+    if !op.eq_ignore_ascii_case("where") || split_and(rest).len() != 1 {
+        return None;
+    }
+    let (l, r) = rest.split_once("=~")?;
+    if l.trim() != "type" {
+        return None;
+    }
+    r.trim().strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).map(|t| t.to_ascii_lowercase())
+}
+
+fn table_rows(
+    tenant: &Tenant,
+    table: &str,
+    subscriptions: Option<&[String]>,
+    type_filter: Option<&str>,
+) -> Result<Vec<Row>, QueryError> {
     let want_dv = match table.to_ascii_lowercase().as_str() {
         "resources" => false,
         "desktopvirtualizationresources" => true,
@@ -39,6 +59,9 @@ fn table_rows(tenant: &Tenant, table: &str, subscriptions: Option<&[String]>) ->
         let rtype = v["type"].as_str().unwrap_or_default().to_ascii_lowercase();
         let is_dv_child = rtype.starts_with("microsoft.desktopvirtualization/hostpools/");
         if rtype == "microsoft.resources/resourcegroups" || is_dv_child != want_dv {
+            continue;
+        }
+        if type_filter.is_some_and(|t| t != rtype) {
             continue;
         }
         let id = v["id"].as_str().unwrap_or_default();
@@ -419,4 +442,72 @@ fn matching_paren(s: &str) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::{build, Seed, SimClock};
+
+    fn tenant() -> Tenant {
+        build(Seed::Demo, &SimClock::new(1.0))
+    }
+
+    #[test]
+    fn filters_projects_and_orders() {
+        let t = tenant();
+        let rows = run(
+            &t,
+            "resources | where type =~ 'Microsoft.DesktopVirtualization/hostpools' | project id, name, ring = tostring(tags.ringmaster-ring) | order by name asc",
+            None,
+        );
+        // A dash is not part of a KQL path: refused rather than guessed.
+        assert!(rows.is_err());
+        let rows = run(&t, "resources | where type =~ 'microsoft.desktopvirtualization/hostpools' | project id, name | order by name asc", None).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names.len(), 8);
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(rows[0].keys().collect::<Vec<_>>(), ["id", "name"]);
+    }
+
+    #[test]
+    fn leftouter_join_brings_the_vm_image_to_each_host() {
+        let t = tenant();
+        let q = "desktopvirtualizationresources | where type =~ 'microsoft.desktopvirtualization/hostpools/sessionhosts' \
+                 | extend vmId = tolower(tostring(properties.resourceId)) \
+                 | join kind=leftouter (resources | where type =~ 'microsoft.compute/virtualmachines' \
+                 | project vmId = tolower(id), imageId = tostring(properties.storageProfile.imageReference.id)) on vmId \
+                 | project id, imageId | order by id asc";
+        let rows = run(&t, q, None).unwrap();
+        assert_eq!(rows.len(), 226);
+        assert!(rows.iter().all(|r| r["imageId"].as_str().unwrap().contains("/versions/")));
+    }
+
+    #[test]
+    fn subscriptions_scope_the_rows() {
+        let t = tenant();
+        let sub = t.subscriptions[1].id.clone();
+        let rows = run(
+            &t,
+            "resources | where type =~ 'microsoft.desktopvirtualization/hostpools' | project id",
+            Some(std::slice::from_ref(&sub)),
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r["id"].as_str().unwrap().contains(&sub)));
+    }
+
+    #[test]
+    fn unsupported_operators_and_tables_are_refused() {
+        let t = tenant();
+        for q in [
+            "resources | summarize count() by type",
+            "securityresources | project id",
+            "resources | where type contains 'vm'",
+        ] {
+            assert!(run(&t, q, None).is_err(), "{q}");
+        }
+    }
 }

@@ -101,6 +101,33 @@ describe("Hosts view", () => {
     expect(header(target, "Sessions").getAttribute("aria-sort")).toBe("descending");
   });
 
+  it("shows the short host name, with the domain apart and the FQDN in the title", async () => {
+    clearMocks();
+    mockIPC((_cmd, args) => {
+      const query = (args as { query: HostQuery }).query;
+      return { total: 1, offset: query.offset, rows: [host(0, { name: "avdpw1-012.corp.contoso.com" })] };
+    });
+    const { target } = renderHosts();
+    await waitFor(() => expect(target.querySelector('[data-testid="host-row"] .host')).not.toBeNull());
+    const cell = target.querySelector<HTMLElement>('[data-testid="host-row"] [role="cell"]')!;
+    expect(text(cell.querySelector(".host"))).toBe("avdpw1-012");
+    expect(text(cell.querySelector(".domain"))).toBe(".corp.contoso.com");
+    expect(cell.title).toBe("avdpw1-012.corp.contoso.com");
+  });
+
+  it("keeps every header label whole, with its sort arrow, on one shared column grid", async () => {
+    const { target } = renderHosts();
+    await waitFor(() => expect(queries).toHaveLength(1));
+    const labels = [...target.querySelectorAll('[role="columnheader"] .label')].map((l) => text(l));
+    expect(labels).toEqual(["Name", "Pool", "Ring", "State", "Sessions", "Image version", "Last heartbeat", "Failed checks"]);
+    expect(text(header(target, "Sessions").querySelector(".arrow"))).toBe("↕");
+    expect(text(header(target, "Name").querySelector(".arrow"))).toBe("↑");
+    const table = target.querySelector<HTMLElement>('[role="table"]')!;
+    const columns = table.style.getPropertyValue("--columns").trim().split(/\s+(?![^(]*\))/);
+    expect(columns).toHaveLength(8);
+    expect(columns.filter((c) => c.startsWith("minmax("))).toHaveLength(3);
+  });
+
   it("filters by state with the segmented control", async () => {
     const { target } = renderHosts();
     await waitFor(() => expect(queries).toHaveLength(1));
