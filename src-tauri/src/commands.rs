@@ -1,7 +1,8 @@
 //! Commands: one line each over the engine. Errors cross as `{ code, message, requestId }`.
 
 use ringmaster_engine::{
-    AppError, ConnectionInfo, HostPage, HostQuery, ImageVersionRow, RingBoard, SyncProgress, SyncStatus,
+    AppError, ConnectionInfo, HostPage, HostQuery, ImageVersionRow, RingBoard, RolloutPlan, RolloutPolicy,
+    RolloutSummary, RolloutView, SyncProgress, SyncStatus,
 };
 use tauri::State;
 
@@ -50,6 +51,90 @@ pub async fn get_connection(state: State<'_, AppState>) -> Result<ConnectionInfo
     Ok(state.engine.connection_info()?)
 }
 
+#[tauri::command]
+#[specta::specta]
+pub async fn get_default_policy(state: State<'_, AppState>) -> Result<RolloutPolicy, AppError> {
+    Ok(state.engine.default_policy())
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn plan_rollout(
+    state: State<'_, AppState>,
+    host_pool_id: String,
+    version: String,
+    policy: RolloutPolicy,
+) -> Result<RolloutPlan, AppError> {
+    Ok(state.engine.plan_rollout(&host_pool_id, &version, &policy)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn start_rollout(
+    state: State<'_, AppState>,
+    host_pool_id: String,
+    version: String,
+    policy: RolloutPolicy,
+) -> Result<RolloutView, AppError> {
+    Ok(state.engine.start_rollout(&host_pool_id, &version, &policy).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn list_rollouts(state: State<'_, AppState>) -> Result<Vec<RolloutSummary>, AppError> {
+    Ok(state.engine.rollouts()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_rollout(state: State<'_, AppState>, id: String) -> Result<RolloutView, AppError> {
+    Ok(state.engine.rollout(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn pause_rollout(state: State<'_, AppState>, id: String) -> Result<RolloutView, AppError> {
+    Ok(state.engine.pause_rollout(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn resume_rollout(state: State<'_, AppState>, id: String) -> Result<RolloutView, AppError> {
+    Ok(state.engine.resume_rollout(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn abort_rollout(state: State<'_, AppState>, id: String) -> Result<RolloutView, AppError> {
+    Ok(state.engine.abort_rollout(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn retry_rollout(state: State<'_, AppState>, id: String) -> Result<RolloutView, AppError> {
+    Ok(state.engine.retry_rollout(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn plan_rollback(
+    state: State<'_, AppState>,
+    host_pool_id: String,
+    policy: RolloutPolicy,
+) -> Result<RolloutPlan, AppError> {
+    Ok(state.engine.plan_rollback(&host_pool_id, &policy)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn rollback_pool(
+    state: State<'_, AppState>,
+    host_pool_id: String,
+    policy: RolloutPolicy,
+) -> Result<RolloutView, AppError> {
+    Ok(state.engine.rollback(&host_pool_id, &policy).await?)
+}
+
 /// Every command and the event payload types, for the invoke handler and the generated TypeScript.
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
@@ -61,6 +146,17 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             cancel_refresh,
             get_sync_status,
             get_connection,
+            get_default_policy,
+            plan_rollout,
+            start_rollout,
+            list_rollouts,
+            get_rollout,
+            pause_rollout,
+            resume_rollout,
+            abort_rollout,
+            retry_rollout,
+            plan_rollback,
+            rollback_pool,
         ])
         .typ::<SyncProgress>()
         // One TypeScript type per Rust type (the UI both receives and sends these shapes).

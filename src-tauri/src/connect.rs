@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ringmaster_azure::{http_client, simulated_tenant_client, ArmClient, AzureCliSource, Cloud, RetryPolicy};
-use ringmaster_engine::TenantConnection;
+use ringmaster_engine::{ExecutorConfig, TenantConnection};
 use ringmaster_sim::{SimConfig, SimHandle};
 
 pub enum Mode {
@@ -39,7 +39,9 @@ impl Mode {
 pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>), String> {
     match mode {
         Mode::Demo => {
-            let config = SimConfig { time_scale: 60.0, ..SimConfig::default() };
+            // The demo tenant's clock runs 60x: a host replacement takes seconds, a rollout minutes.
+            const DEMO_TIME_SCALE: f64 = 60.0;
+            let config = SimConfig { time_scale: DEMO_TIME_SCALE, ..SimConfig::default() };
             let sim = ringmaster_sim::start(config).await.map_err(|e| e.to_string())?;
             let ready = sim.ready.clone();
             let ca = std::fs::read(&ready.ca_cert).map_err(|e| format!("sim CA: {e}"))?;
@@ -61,6 +63,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     tenant_name: ready.tenant_name.clone(),
                     cloud: "Simulated tenant (built in)".into(),
                     authority_host: ready.login.clone(),
+                    executor: ExecutorConfig::for_time_scale(DEMO_TIME_SCALE),
                 },
                 Some(sim),
             ))
@@ -79,6 +82,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     tenant_name: "Azure CLI account".into(),
                     cloud: cloud.name.clone(),
                     authority_host: cloud.authority_host.clone(),
+                    executor: ExecutorConfig::default(),
                 },
                 None,
             ))

@@ -20,6 +20,8 @@ pub struct AppState {
 
 pub const EVENT_PROGRESS: &str = "inventory-progress";
 pub const EVENT_UPDATED: &str = "inventory-updated";
+/// Payload: the rollout's id. The UI fetches the rollout it shows.
+pub const EVENT_ROLLOUT: &str = "rollout-updated";
 
 pub fn run() {
     let _ = tracing_subscriber::fmt()
@@ -49,6 +51,10 @@ pub fn run() {
                 }
             };
             let engine = Arc::new(Engine::new(Arc::new(store)));
+            let emitter = app.handle().clone();
+            engine.set_rollout_notifier(Arc::new(move |id: &str| {
+                let _ = emitter.emit(EVENT_ROLLOUT, id.to_string());
+            }));
             app.manage(AppState { engine: engine.clone(), _sim: tokio::sync::Mutex::new(None) });
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {

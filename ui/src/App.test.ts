@@ -2,8 +2,20 @@ import { emit } from "@tauri-apps/api/event";
 import { clearMocks, mockIPC } from "@tauri-apps/api/mocks";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import App from "./App.svelte";
-import type { HostQuery, SyncStatus } from "./lib/bindings";
-import { CONNECTION, NOW, THROTTLED, makeBoard, makeVersions, syncStatus } from "./test/fixtures";
+import type { HostQuery, RolloutState, SyncStatus } from "./lib/bindings";
+import {
+  CONNECTION,
+  NOW,
+  POLICY,
+  ROLLOUT_ID,
+  THROTTLED,
+  makeBoard,
+  makePlan,
+  makeRollout,
+  makeVersions,
+  summary,
+  syncStatus,
+} from "./test/fixtures";
 import { byTestId, findByTestId, render, text, waitFor } from "./test/util";
 
 type Handler = (args: Record<string, unknown> | undefined) => unknown;
@@ -22,6 +34,9 @@ function backend(overrides: Record<string, Handler> = {}) {
     query_hosts: (args) => ({ total: 0, offset: (args?.query as HostQuery).offset, rows: [] }),
     refresh_inventory: () => syncStatus(),
     cancel_refresh: () => null,
+    list_rollouts: () => [],
+    get_default_policy: () => POLICY,
+    plan_rollout: () => makePlan(),
   };
   const handlers = { ...defaults, ...overrides };
   mockIPC(
@@ -158,5 +173,75 @@ describe("App", () => {
     const query = calls.filter((c) => c.cmd === "query_hosts").map((c) => (c.args as { query: HostQuery }).query)[0];
     expect(query.hostPool).toBe(makeBoard().rings[1].pools[1].id);
     await waitFor(() => expect(text(byTestId(target, "hosts-count")[0])).toBe("0 hosts"));
+  });
+
+  it("counts running rollouts in the sidebar and opens the Rollouts screen", async () => {
+    backend({
+      list_rollouts: () => [summary("ro-a", "running"), summary("ro-b", "running"), summary("ro-c", "completed")],
+      get_rollout: (args) => makeRollout(["done", "queued"], { id: args?.id as string }),
+    });
+    const target = renderApp();
+    const nav = byTestId(target, "nav-rollouts")[0];
+    expect(nav.tagName).toBe("BUTTON");
+    expect(text(nav)).not.toContain("Soon");
+    await waitFor(() => expect(text(byTestId(target, "nav-rollouts-count")[0])).toBe("2"));
+    expect(text(nav)).toContain("(2 running)");
+
+    nav.click();
+    await findByTestId(target, "rollouts-view");
+    await waitFor(() => expect(byTestId(target, "rollout-item")).toHaveLength(3));
+    await findByTestId(target, "rollout-detail");
+    expect(calls.find((c) => c.cmd === "get_rollout")?.args).toEqual({ id: "ro-a" });
+  });
+
+  it("starts a rollout from a pool card's menu and lands on its detail", async () => {
+    const started = makeRollout(["queued", "queued"], { id: ROLLOUT_ID, poolName: "hp-pilot-01", ring: "Pilot" });
+    backend({
+      start_rollout: () => started,
+      get_rollout: () => started,
+      list_rollouts: () => (count("start_rollout") > 0 ? [summary(ROLLOUT_ID, "running", { poolName: "hp-pilot-01" })] : []),
+    });
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "pool-card")).toHaveLength(5));
+    const card = byTestId(target, "pool-card").find((c) => text(c).includes("hp-pilot-01"))!;
+    const menu = card.parentElement!.querySelector<HTMLButtonElement>('[data-testid="pool-menu"]')!;
+    menu.click();
+    await waitFor(() => expect(menu.getAttribute("aria-expanded")).toBe("true"));
+    (await findByTestId(target, "pool-rollout")).click();
+    // The card's own click (open its hosts) did not fire.
+    expect(count("query_hosts")).toBe(0);
+
+    const dialog = await findByTestId(document.body, "start-dialog");
+    expect(text(dialog.querySelector("h2"))).toBe("Roll out to hp-pilot-01");
+    const start = byTestId(dialog, "start-rollout")[0] as HTMLButtonElement;
+    await waitFor(() => expect(start.disabled).toBe(false));
+    start.click();
+
+    await findByTestId(target, "rollouts-view");
+    await waitFor(() => expect(byTestId(document.body, "start-dialog")).toHaveLength(0));
+    const detail = await findByTestId(target, "rollout-detail");
+    expect(text(detail.querySelector("h2"))).toBe("Rollout of hp-pilot-01 to 2026.1127.1");
+    expect(byTestId(target, "nav-rollouts")[0].getAttribute("aria-current")).toBe("page");
+    expect(calls.find((c) => c.cmd === "start_rollout")?.args).toEqual({
+      hostPoolId: makeBoard().rings[1].pools[0].id,
+      version: "2026.1127.1",
+      policy: POLICY,
+    });
+  });
+
+  it("refreshes the inventory once when a rollout it follows finishes", async () => {
+    let state: RolloutState = "running";
+    backend({ list_rollouts: () => [summary(ROLLOUT_ID, state)] });
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "nav-rollouts-count")).toHaveLength(1));
+    expect(count("refresh_inventory")).toBe(0);
+
+    state = "completed";
+    await emit("rollout-updated", ROLLOUT_ID);
+    await waitFor(() => expect(count("refresh_inventory")).toBe(1));
+    await waitFor(() => expect(byTestId(target, "nav-rollouts-count")).toHaveLength(0));
+    await emit("rollout-updated", ROLLOUT_ID);
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(count("refresh_inventory")).toBe(1);
   });
 });

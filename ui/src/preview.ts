@@ -2,8 +2,12 @@
  * Browser preview with a mocked backend (demo tenant), for screenshots and UI work without Tauri.
  * Served by `npm run dev` at /preview.html; never part of `vite build` (only index.html is).
  *
- * Query parameters: view=rings|images|hosts|settings, refresh (start a background refresh),
- * error (last refresh failed), empty (first run: no cached inventory), pool=<name> (hosts of a pool).
+ * Query parameters: view=rings|images|hosts|rollouts|settings, refresh (start a background refresh),
+ * error (last refresh failed), empty (first run: no cached inventory), pool=<name> (hosts of a pool),
+ * rollout=<id> (that rollout on the Rollouts screen), live (move the running rollouts along),
+ * menu=<pool name> (open that pool card's menu),
+ * start=<pool name> / rollback=<pool name> (open that dialog from the pool's menu on the board),
+ * with start: version=<name> (pick that version) and message=<text> (type that message).
  */
 import { invoke } from "@tauri-apps/api/core";
 import { mockIPC } from "@tauri-apps/api/mocks";
@@ -25,7 +29,11 @@ const failure = {
 };
 if (params.has("error")) tenant.board.sync = { ...tenant.board.sync, lastError: failure };
 
-const backend = demoBackend(tenant, { refreshMs: Number(params.get("refreshMs") ?? 6000) });
+const backend = demoBackend(tenant, {
+  refreshMs: Number(params.get("refreshMs") ?? 6000),
+  live: params.has("live"),
+  tickMs: Number(params.get("tickMs") ?? 2500),
+});
 mockIPC((cmd, args) => backend(cmd, args), { shouldMockEvents: true });
 
 // Like the real backend, which starts a refresh by itself at startup.
@@ -36,7 +44,37 @@ if (params.has("refresh") || params.has("empty")) {
 const target = document.getElementById("app");
 if (!target) throw new Error("#app missing");
 const pool = params.get("pool");
-mount(App, { target, props: { initialView, initialPool: pool ? ([...tenant.poolNames].find(([, name]) => name === pool)?.[0] ?? null) : null } });
+mount(App, {
+  target,
+  props: {
+    initialView,
+    initialPool: pool ? ([...tenant.poolNames].find(([, name]) => name === pool)?.[0] ?? null) : null,
+    initialRollout: params.get("rollout"),
+  },
+});
+
+// ?start=<pool> or ?rollback=<pool>: open that dialog through the pool card's menu, as a user would.
+const dialogPool = params.get("start") ?? params.get("rollback") ?? params.get("menu");
+if (dialogPool) {
+  const item = params.has("start") ? "pool-rollout" : params.has("rollback") ? "pool-rollback" : "none";
+  setTimeout(() => {
+    const card = [...document.querySelectorAll<HTMLElement>('[data-testid="pool-card"]')].find(
+      (c) => c.querySelector(".name")?.textContent === dialogPool,
+    );
+    card?.parentElement?.querySelector<HTMLButtonElement>('[data-testid="pool-menu"]')?.click();
+    setTimeout(() => document.querySelector<HTMLButtonElement>(`[data-testid="${item}"]`)?.click(), 50);
+    setTimeout(() => {
+      const version = params.get("version");
+      if (version) document.querySelector<HTMLInputElement>(`[data-testid="version-picker"] input[value="${version}"]`)?.click();
+      const message = params.get("message");
+      const box = document.querySelector<HTMLTextAreaElement>('[data-testid="message"]');
+      if (message !== null && box) {
+        box.value = message;
+        box.dispatchEvent(new Event("input", { bubbles: true }));
+      }
+    }, 400);
+  }, 600);
+}
 
 // ?focus=<data-testid>: focus an element once rendered, to check focus rings in screenshots.
 const focusId = params.get("focus");

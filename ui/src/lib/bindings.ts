@@ -11,6 +11,17 @@ export const commands = {
 	cancelRefresh: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_refresh")),
 	getSyncStatus: () => typedError<SyncStatus, AppError>(__TAURI_INVOKE("get_sync_status")),
 	getConnection: () => typedError<ConnectionInfo, AppError>(__TAURI_INVOKE("get_connection")),
+	getDefaultPolicy: () => typedError<RolloutPolicy, AppError>(__TAURI_INVOKE("get_default_policy")),
+	planRollout: (hostPoolId: string, version: string, policy: RolloutPolicy) => typedError<RolloutPlan, AppError>(__TAURI_INVOKE("plan_rollout", { hostPoolId, version, policy })),
+	startRollout: (hostPoolId: string, version: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("start_rollout", { hostPoolId, version, policy })),
+	listRollouts: () => typedError<RolloutSummary[], AppError>(__TAURI_INVOKE("list_rollouts")),
+	getRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("get_rollout", { id })),
+	pauseRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("pause_rollout", { id })),
+	resumeRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("resume_rollout", { id })),
+	abortRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("abort_rollout", { id })),
+	retryRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("retry_rollout", { id })),
+	planRollback: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutPlan, AppError>(__TAURI_INVOKE("plan_rollback", { hostPoolId, policy })),
+	rollbackPool: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("rollback_pool", { hostPoolId, policy })),
 };
 
 /* Types */
@@ -21,6 +32,9 @@ export type AppError = {
 	/**  ARM's `x-ms-request-id`, when Azure answered. */
 	requestId: string | null,
 };
+
+/**  How many hosts may be out of service at once. */
+export type CapacityLimit = { type: "hosts"; hosts: number } | { type: "percent"; percent: number };
 
 export type ConnectionInfo = {
 	/**  `demo` when connected to the built-in simulated tenant. */
@@ -36,11 +50,27 @@ export type ConnectionInfo = {
 	databasePath: string,
 };
 
+export type DrainMode = 
+/**  Message users, then wait for them to log off on their own. */
+"waitForLogoff" | 
+/**  Message users, then log them off after `logoffDelayMinutes`. */
+"forceLogoff";
+
 export type HostPage = {
 	/**  Rows matching the filter, before offset/limit. */
 	total: number,
 	offset: number,
 	rows: HostRow[],
+};
+
+export type HostProgress = {
+	name: string,
+	stage: HostStage,
+	sessions: number,
+	startedAt: string | null,
+	finishedAt: string | null,
+	error: string | null,
+	requestId: string | null,
 };
 
 export type HostQuery = {
@@ -72,6 +102,9 @@ export type HostRow = {
 };
 
 export type HostSortKey = "name" | "hostPool" | "ring" | "state" | "sessions" | "imageVersion" | "lastHeartbeat";
+
+/**  Where one host is in its replacement. */
+export type HostStage = "queued" | "draining" | "waitingForLogoff" | "removing" | "creating" | "registering" | "verifying" | "done" | "failed" | "skipped";
 
 /**  Health of one session host, folded from AVD's many statuses into what an admin acts on. */
 export type HostState = 
@@ -107,6 +140,20 @@ export type InventorySource =
 "resourceGraph" | 
 /**  Per-resource ARM listing (Resource Graph unavailable). */
 "armListing";
+
+export type PlannedHost = {
+	name: string,
+	vmId: string,
+	sessions: number,
+	state: HostState,
+	currentVersion: string,
+};
+
+/**  A policy field that is wrong, and what to do about it. */
+export type PolicyProblem = {
+	field: string,
+	message: string,
+};
 
 export type PoolCard = {
 	id: string,
@@ -151,6 +198,96 @@ export type RingLane = {
 	users: number,
 	/**  The version most hosts of this ring run, if any. */
 	dominantVersion: string | null,
+};
+
+export type RolloutEvent = {
+	at: string,
+	host: string | null,
+	/**  info | warning | error */
+	level: string,
+	message: string,
+	requestId: string | null,
+};
+
+/**  What a rollout would do, shown before it starts. */
+export type RolloutPlan = {
+	hostPoolId: string,
+	poolName: string,
+	ring: string,
+	location: string,
+	targetVersion: string,
+	targetVersionId: string,
+	/**  In the order they will be replaced (canary first). */
+	hosts: PlannedHost[],
+	/**  Hosts already on the target version. */
+	alreadyCurrent: number,
+	poolHosts: number,
+	/**  Hosts out of service at once, after applying the policy to this pool. */
+	maxOutOfService: number,
+	usersNow: number,
+	estimatedMinutes: number,
+	/**  Replication of the target version in the pool's region. */
+	replicationState: string,
+	/**  Problems that block the start (policy, replication); empty when it can start. */
+	blockers: PolicyProblem[],
+	warnings: string[],
+};
+
+export type RolloutPolicy = {
+	capacity: CapacityLimit,
+	drainMode: DrainMode,
+	/**  0-60, as AVD allows. */
+	logoffDelayMinutes: number,
+	/**  Shown to users on a draining host; at most 260 characters. */
+	message: string,
+	/**  Stop starting new hosts after this many failed ones. */
+	maxFailures: number,
+	/**  Replace one host first; nothing else starts until it is healthy. */
+	canary: boolean,
+};
+
+export type RolloutState = "running" | "paused" | "completed" | "failed" | "aborted";
+
+export type RolloutSummary = {
+	id: string,
+	kind: string,
+	poolName: string,
+	ring: string,
+	targetVersion: string,
+	state: RolloutState,
+	done: number,
+	total: number,
+	createdAt: string,
+	finishedAt: string | null,
+};
+
+export type RolloutView = {
+	id: string,
+	/**  `rollout` or `rollback`. */
+	kind: string,
+	hostPoolId: string,
+	poolName: string,
+	ring: string,
+	targetVersion: string,
+	previousVersion: string | null,
+	state: RolloutState,
+	reason: string | null,
+	createdAt: string,
+	finishedAt: string | null,
+	policy: RolloutPolicy,
+	maxOutOfService: number,
+	hosts: HostProgress[],
+	stages: StageCount[],
+	done: number,
+	total: number,
+	usersConnected: number,
+	etaMinutes: number | null,
+	events: RolloutEvent[],
+};
+
+export type StageCount = {
+	stage: HostStage,
+	hosts: number,
 };
 
 export type SubscriptionInfo = {

@@ -88,3 +88,23 @@ export function isWithinDays(iso: string | null | undefined, days: number, now: 
   const t = parse(iso);
   return t !== null && t >= now && t - now <= days * DAY;
 }
+
+const pad2 = (n: number) => String(n).padStart(2, "0");
+
+/** Local wall-clock time, "14:03:09" (or "14:03" without seconds); an em dash when absent. */
+export function formatClock(iso: string | number | null | undefined, seconds = true): string {
+  const t = typeof iso === "number" ? iso : parse(iso);
+  if (t === null) return "—";
+  const d = new Date(t);
+  const hm = `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  return seconds ? `${hm}:${pad2(d.getSeconds())}` : hm;
+}
+
+/** "0 min", "25 min", "1 h", "2 h 5 min". */
+export function formatMinutes(minutes: number): string {
+  const m = Math.max(0, Math.round(minutes));
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  const rest = m % 60;
+  return rest === 0 ? `${h} h` : `${h} h ${rest} min`;
+}

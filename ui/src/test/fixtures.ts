@@ -1,14 +1,23 @@
 import type {
   AppError,
   ConnectionInfo,
+  HostProgress,
   HostRow,
+  HostStage,
   ImageVersionRow,
+  PlannedHost,
   PoolCard,
   RingBoard,
   RingLane,
+  RolloutPlan,
+  RolloutPolicy,
+  RolloutState,
+  RolloutSummary,
+  RolloutView,
   SyncStatus,
   VersionCount,
 } from "../lib/bindings";
+import { STAGES } from "../lib/rollouts";
 
 export const NOW = Date.parse("2026-11-27T10:00:00Z");
 
@@ -143,3 +152,108 @@ export const THROTTLED: AppError = {
   message: "Azure Resource Graph throttled the inventory query (HTTP 429).",
   requestId: "5b1f9c2e-0d7a-4e53-8f61-3c2d9a7e4b10",
 };
+
+export const POLICY: RolloutPolicy = {
+  capacity: { type: "percent", percent: 20 },
+  drainMode: "forceLogoff",
+  logoffDelayMinutes: 15,
+  message: "This desktop is being updated. Please save your work and sign out.",
+  maxFailures: 1,
+  canary: true,
+};
+
+export function plannedHost(i: number, extra: Partial<PlannedHost> = {}): PlannedHost {
+  return { name: `avd-${String(i).padStart(5, "0")}`, vmId: `vm-${i}`, sessions: i % 4, state: "available", currentVersion: "2026.1113.2", ...extra };
+}
+
+export function makePlan(extra: Partial<RolloutPlan> = {}): RolloutPlan {
+  const hosts = Array.from({ length: 12 }, (_, i) => plannedHost(i + 1));
+  return {
+    hostPoolId: makeBoard().rings[1].pools[0].id,
+    poolName: "hp-pilot-01",
+    ring: "Pilot",
+    location: "westeurope",
+    targetVersion: "2026.1127.1",
+    targetVersionId: "/subscriptions/sub-1/.../versions/2026.1127.1",
+    hosts,
+    alreadyCurrent: 2,
+    poolHosts: 14,
+    maxOutOfService: 2,
+    usersNow: hosts.reduce((n, h) => n + h.sessions, 0),
+    estimatedMinutes: 210,
+    replicationState: "Completed",
+    blockers: [],
+    warnings: [],
+    ...extra,
+  };
+}
+
+export const ROLLOUT_ID = "ro-0001";
+
+/** A rollout with one host in each of the given stages (host names avd-h1, avd-h2...). */
+export function makeRollout(stages: HostStage[], extra: Partial<RolloutView> = {}): RolloutView {
+  const hosts: HostProgress[] = stages.map((stage, i) => ({
+    name: `avd-h${i + 1}.corp.contoso.com`,
+    stage,
+    sessions: stage === "waitingForLogoff" ? 3 : 0,
+    startedAt: stage === "queued" || stage === "skipped" ? null : new Date(NOW - (30 - i) * 60_000).toISOString(),
+    finishedAt: stage === "done" || stage === "failed" ? new Date(NOW - (10 - i) * 60_000).toISOString() : null,
+    error: stage === "failed" ? "The VM did not register with the host pool within 20 minutes." : null,
+    requestId: stage === "failed" ? "9d1c5e7a-0b3f-4c2d-8e6a-1f2b3c4d5e6f" : null,
+  }));
+  return {
+    id: ROLLOUT_ID,
+    kind: "rollout",
+    hostPoolId: makeBoard().rings[0].pools[0].id,
+    poolName: "hp-test-01",
+    ring: "Test",
+    targetVersion: "2026.1127.1",
+    previousVersion: "2026.1113.2",
+    state: "running",
+    reason: null,
+    createdAt: new Date(NOW - 40 * 60_000).toISOString(),
+    finishedAt: null,
+    policy: POLICY,
+    maxOutOfService: 2,
+    hosts,
+    stages: STAGES.map((stage) => ({ stage, hosts: stages.filter((s) => s === stage).length })),
+    done: stages.filter((s) => s === "done").length,
+    total: stages.length,
+    usersConnected: hosts.filter((h) => h.stage === "waitingForLogoff").reduce((n, h) => n + h.sessions, 0),
+    etaMinutes: 25,
+    events: [
+      { at: new Date(NOW - 40 * 60_000).toISOString(), host: null, level: "info", message: "Rolling out 2026.1127.1", requestId: null },
+      {
+        at: new Date(NOW - 20 * 60_000).toISOString(),
+        host: "avd-h2.corp.contoso.com",
+        level: "info",
+        message: "Creating the VM from 2026.1127.1",
+        requestId: "4b7e2d10-5c3a-4f8e-9a1b-2c3d4e5f6a7b",
+      },
+      {
+        at: new Date(NOW - 5 * 60_000).toISOString(),
+        host: "avd-h4.corp.contoso.com",
+        level: "error",
+        message: "The VM did not register with the host pool within 20 minutes.",
+        requestId: "9d1c5e7a-0b3f-4c2d-8e6a-1f2b3c4d5e6f",
+      },
+    ],
+    ...extra,
+  };
+}
+
+export function summary(id: string, state: RolloutState, extra: Partial<RolloutSummary> = {}): RolloutSummary {
+  return {
+    id,
+    kind: "rollout",
+    poolName: "hp-test-01",
+    ring: "Test",
+    targetVersion: "2026.1127.1",
+    state,
+    done: 1,
+    total: 4,
+    createdAt: new Date(NOW - 40 * 60_000).toISOString(),
+    finishedAt: null,
+    ...extra,
+  };
+}

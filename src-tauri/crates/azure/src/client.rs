@@ -78,6 +78,8 @@ pub struct ClientCounters {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
+    /// Azure's clock minus ours, in milliseconds, from the last response's `Date` header.
+    pub server_clock_offset_ms: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Clone)]
@@ -251,6 +253,7 @@ impl ArmClient {
                     return Err(err);
                 }
             };
+            self.observe_server_clock(&headers);
             if status.is_success() {
                 return Ok(ArmResponse { status, headers, body: bytes, request_id });
             }
@@ -278,6 +281,21 @@ impl ArmClient {
             }
             return Err(arm_error(status, &headers, &bytes, request_id));
         }
+    }
+
+    /// Remember how far Azure's clock is from ours: token expiry times are judged by Azure's clock.
+    fn observe_server_clock(&self, headers: &HeaderMap) {
+        let Some(date) = headers.get("date").and_then(|v| v.to_str().ok()) else { return };
+        if let Ok(server) = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822) {
+            let offset = (server - time::OffsetDateTime::now_utc()).whole_milliseconds();
+            self.counters.server_clock_offset_ms.store(offset as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// Now, by Azure's clock (as its last response said); ours until a response has been seen.
+    pub fn server_now(&self) -> time::OffsetDateTime {
+        let ms = self.counters.server_clock_offset_ms.load(Ordering::Relaxed);
+        time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms)
     }
 
     /// Exponential backoff with full jitter.

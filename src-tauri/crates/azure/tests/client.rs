@@ -329,3 +329,26 @@ async fn falls_back_to_arm_listing_when_resource_graph_is_down() {
     assert_eq!(inv.session_hosts.len(), 226);
     assert!(t.stats().await["requestsByOperation"]["SessionHosts_List"].as_u64().unwrap() >= 8);
 }
+
+#[tokio::test]
+async fn azure_clock_is_read_from_the_date_header() {
+    // A tenant whose clock runs an hour per second: expiry times must be judged by its clock, not ours.
+    let config = ringmaster_sim::SimConfig { time_scale: 3600.0, ..ringmaster_sim::SimConfig::default() };
+    let sim = ringmaster_sim::start(config).await.unwrap();
+    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
+    let r = &sim.ready;
+    let client = ringmaster_azure::simulated_tenant_client(
+        &r.arm,
+        &r.login,
+        &ca,
+        &r.tenant_id,
+        &r.client_id,
+        &r.client_secret,
+        common::fast_policy(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ringmaster_azure::inventory::list_subscriptions(&client).await.unwrap();
+    let ahead = client.server_now() - time::OffsetDateTime::now_utc();
+    assert!(ahead > time::Duration::minutes(60), "server clock ahead by {ahead}");
+}

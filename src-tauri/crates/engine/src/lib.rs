@@ -3,6 +3,7 @@
 
 pub mod model;
 mod rings;
+pub mod rollout;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use model::*;
 pub use rings::{ring_display_name, version_from_image_id};
+pub use rollout::{ExecutorConfig, Notifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -62,6 +64,8 @@ pub struct TenantConnection {
     pub tenant_name: String,
     pub cloud: String,
     pub authority_host: String,
+    /// Rollout timing for this tenant (a simulated tenant's clock may run fast).
+    pub executor: ExecutorConfig,
 }
 
 pub struct Engine {
@@ -69,6 +73,8 @@ pub struct Engine {
     connection: RwLock<Option<Arc<TenantConnection>>>,
     running: AtomicBool,
     cancel: std::sync::Mutex<Option<CancellationToken>>,
+    rollouts: RwLock<Option<Arc<rollout::Rollouts>>>,
+    notifier: RwLock<Notifier>,
 }
 
 fn now_rfc3339() -> String {
@@ -90,6 +96,15 @@ impl Engine {
             connection: RwLock::new(None),
             running: AtomicBool::new(false),
             cancel: std::sync::Mutex::new(None),
+            rollouts: RwLock::new(None),
+            notifier: RwLock::new(Arc::new(|_: &str| {})),
+        }
+    }
+
+    /// Who to tell when a rollout changes (the app emits an event to the UI).
+    pub fn set_rollout_notifier(&self, notifier: Notifier) {
+        if let Ok(mut n) = self.notifier.write() {
+            *n = notifier;
         }
     }
 
@@ -97,10 +112,212 @@ impl Engine {
         &self.store
     }
 
+    /// Connect to a tenant and resume any rollout the journal says was running.
     pub fn connect(&self, connection: TenantConnection) {
+        let notifier = self.notifier.read().map(|n| n.clone()).unwrap_or_else(|_| Arc::new(|_: &str| {}));
+        let runner = rollout::Rollouts::new(
+            self.store.clone(),
+            connection.client.clone(),
+            connection.executor.clone(),
+            notifier,
+        );
         if let Ok(mut c) = self.connection.write() {
             *c = Some(Arc::new(connection));
         }
+        if let Ok(mut r) = self.rollouts.write() {
+            *r = Some(runner.clone());
+        }
+        if let Err(e) = runner.resume_all() {
+            tracing::error!(target: "rollout", "could not resume rollouts: {e}");
+        }
+    }
+
+    fn runner(&self) -> Result<Arc<rollout::Rollouts>, EngineError> {
+        self.rollouts.read().ok().and_then(|r| r.clone()).ok_or(EngineError::NotConnected)
+    }
+
+    pub fn default_policy(&self) -> RolloutPolicy {
+        RolloutPolicy::default()
+    }
+
+    /// What rolling `version` (a gallery image version name) out to a pool would do, from the cached inventory.
+    pub fn plan_rollout(
+        &self,
+        host_pool_id: &str,
+        version: &str,
+        policy: &RolloutPolicy,
+    ) -> Result<RolloutPlan, EngineError> {
+        let pool =
+            self.store.pools()?.into_iter().find(|p| p.id.eq_ignore_ascii_case(host_pool_id)).ok_or_else(|| {
+                EngineError::InvalidInput(format!("no host pool {host_pool_id} in the inventory; refresh first"))
+            })?;
+        let v = self
+            .store
+            .versions()?
+            .into_iter()
+            .find(|v| v.name == version)
+            .ok_or_else(|| EngineError::InvalidInput(format!("no image version {version} in the gallery")))?;
+        #[derive(serde::Deserialize)]
+        struct Region {
+            region: String,
+            state: String,
+        }
+        let regions: Vec<Region> = serde_json::from_str(&v.regions_json).unwrap_or_default();
+        let location = pool.location.to_ascii_lowercase();
+        let replication = regions
+            .iter()
+            .find(|r| r.region == location)
+            .map(|r| r.state.clone())
+            .unwrap_or_else(|| "NotTargeted".into());
+        let (_, listing) = self.store.query_hosts(&HostFilter {
+            host_pool: Some(pool.id.clone()),
+            text: None,
+            state: None,
+            sort: HostSort::Name,
+            descending: false,
+            offset: 0,
+            limit: 1000,
+        })?;
+        let hosts = listing
+            .into_iter()
+            .map(|l| PlannedHost {
+                name: l.host.name,
+                vm_id: l.host.vm_id.unwrap_or_default(),
+                sessions: l.host.sessions,
+                state: HostState::parse(&l.host.state),
+                current_version: l.host.image_version,
+            })
+            .collect();
+        Ok(rollout::plan(
+            rollout::PlanInput {
+                host_pool_id: pool.id,
+                pool_name: pool.name,
+                ring: ring_display_name(&pool.ring),
+                location: pool.location,
+                target_version: v.name,
+                target_version_id: v.id,
+                replication_state_in_region: replication,
+                hosts,
+            },
+            policy,
+        ))
+    }
+
+    /// The version most of a pool's hosts run now, from the cache.
+    fn dominant_version(&self, host_pool_id: &str) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .store
+            .version_counts()?
+            .into_iter()
+            .filter(|(p, _, _)| p.eq_ignore_ascii_case(host_pool_id))
+            .max_by_key(|(_, _, n)| *n)
+            .map(|(_, v, _)| v))
+    }
+
+    pub async fn start_rollout(
+        &self,
+        host_pool_id: &str,
+        version: &str,
+        policy: &RolloutPolicy,
+    ) -> Result<RolloutView, EngineError> {
+        let plan = self.plan_rollout(host_pool_id, version, policy)?;
+        let previous = self.dominant_version(host_pool_id)?;
+        let runner = self.runner()?;
+        let id = runner.start(&plan, policy, "rollout", previous).await?;
+        runner.view(&id)
+    }
+
+    /// The pool's last known-good release: the newest completed rollout before the current one that was not
+    /// rolled back, or the version the pool ran before its first rollout.
+    pub fn last_known_good(&self, host_pool_id: &str) -> Result<Option<String>, EngineError> {
+        let history: Vec<_> = self
+            .store
+            .rollouts()?
+            .into_iter()
+            .filter(|r| r.host_pool_id.eq_ignore_ascii_case(host_pool_id) && r.state == "completed" && !r.rolled_back)
+            .collect();
+        let Some(current) = history.first() else { return self.newest_released_before_current(host_pool_id) };
+        Ok(history
+            .iter()
+            .skip(1)
+            .find(|r| r.target_version != current.target_version)
+            .map(|r| r.target_version.clone())
+            .or_else(|| current.previous_version.clone().filter(|v| *v != current.target_version && v != "unknown")))
+    }
+
+    /// Without rollout history: the newest version older than what the pool runs now that was released to
+    /// Prod (visible to `latest`), which is what this process calls known-good.
+    fn newest_released_before_current(&self, host_pool_id: &str) -> Result<Option<String>, EngineError> {
+        let Some(current) = self.dominant_version(host_pool_id)? else { return Ok(None) };
+        let mut versions = self.store.versions()?;
+        versions.sort_by(|a, b| b.published.cmp(&a.published));
+        let current_published = versions.iter().find(|v| v.name == current).and_then(|v| v.published.clone());
+        Ok(versions
+            .into_iter()
+            .filter(|v| v.name != current && !v.exclude_from_latest && v.provisioning_state == "Succeeded")
+            .find(|v| current_published.is_none() || v.published < current_published)
+            .map(|v| v.name))
+    }
+
+    pub fn plan_rollback(&self, host_pool_id: &str, policy: &RolloutPolicy) -> Result<RolloutPlan, EngineError> {
+        let lkg = self.last_known_good(host_pool_id)?.ok_or_else(|| {
+            EngineError::InvalidInput(
+                "No known-good release is recorded for this pool: nothing to roll back to.".into(),
+            )
+        })?;
+        self.plan_rollout(host_pool_id, &lkg, policy)
+    }
+
+    /// One click: roll the pool back to its last known-good release with the policy given.
+    pub async fn rollback(&self, host_pool_id: &str, policy: &RolloutPolicy) -> Result<RolloutView, EngineError> {
+        let plan = self.plan_rollback(host_pool_id, policy)?;
+        let runner = self.runner()?;
+        let current = self
+            .store
+            .rollouts()?
+            .into_iter()
+            .find(|r| r.host_pool_id.eq_ignore_ascii_case(host_pool_id) && !r.rolled_back && r.kind == "rollout");
+        let previous = self.dominant_version(host_pool_id)?;
+        let id = runner.start(&plan, policy, "rollback", previous).await?;
+        if let Some(c) = current {
+            self.store.mark_rolled_back(&c.id)?;
+        }
+        runner.view(&id)
+    }
+
+    pub fn rollouts(&self) -> Result<Vec<RolloutSummary>, EngineError> {
+        match self.runner() {
+            Ok(r) => r.list(),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    pub fn rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
+        self.runner()?.view(id)
+    }
+
+    pub fn pause_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
+        let r = self.runner()?;
+        r.pause(id)?;
+        r.view(id)
+    }
+
+    pub fn resume_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
+        let r = self.runner()?;
+        r.resume(id)?;
+        r.view(id)
+    }
+
+    pub fn abort_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
+        let r = self.runner()?;
+        r.abort(id)?;
+        r.view(id)
+    }
+
+    pub fn retry_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
+        let r = self.runner()?;
+        r.retry_failed(id)?;
+        r.view(id)
     }
 
     fn connection(&self) -> Result<Arc<TenantConnection>, EngineError> {

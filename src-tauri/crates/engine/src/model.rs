@@ -258,3 +258,250 @@ pub struct AppError {
     /// ARM's `x-ms-request-id`, when Azure answered.
     pub request_id: Option<String>,
 }
+
+// ---- rollouts ----
+
+/// How many hosts may be out of service at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum CapacityLimit {
+    Hosts { hosts: u32 },
+    Percent { percent: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum DrainMode {
+    /// Message users, then wait for them to log off on their own.
+    WaitForLogoff,
+    /// Message users, then log them off after `logoffDelayMinutes`.
+    ForceLogoff,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPolicy {
+    pub capacity: CapacityLimit,
+    pub drain_mode: DrainMode,
+    /// 0-60, as AVD allows.
+    pub logoff_delay_minutes: u32,
+    /// Shown to users on a draining host; at most 260 characters.
+    pub message: String,
+    /// Stop starting new hosts after this many failed ones.
+    pub max_failures: u32,
+    /// Replace one host first; nothing else starts until it is healthy.
+    pub canary: bool,
+}
+
+impl Default for RolloutPolicy {
+    fn default() -> Self {
+        RolloutPolicy {
+            capacity: CapacityLimit::Percent { percent: 20 },
+            drain_mode: DrainMode::ForceLogoff,
+            logoff_delay_minutes: 15,
+            message:
+                "This desktop is being updated. Please save your work and sign out; you can sign in again right away."
+                    .into(),
+            max_failures: 1,
+            canary: true,
+        }
+    }
+}
+
+/// A policy field that is wrong, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyProblem {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedHost {
+    pub name: String,
+    pub vm_id: String,
+    pub sessions: u32,
+    pub state: HostState,
+    pub current_version: String,
+}
+
+/// What a rollout would do, shown before it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPlan {
+    pub host_pool_id: String,
+    pub pool_name: String,
+    pub ring: String,
+    pub location: String,
+    pub target_version: String,
+    pub target_version_id: String,
+    /// In the order they will be replaced (canary first).
+    pub hosts: Vec<PlannedHost>,
+    /// Hosts already on the target version.
+    pub already_current: u32,
+    pub pool_hosts: u32,
+    /// Hosts out of service at once, after applying the policy to this pool.
+    pub max_out_of_service: u32,
+    pub users_now: u32,
+    pub estimated_minutes: u32,
+    /// Replication of the target version in the pool's region.
+    pub replication_state: String,
+    /// Problems that block the start (policy, replication); empty when it can start.
+    pub blockers: Vec<PolicyProblem>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum RolloutState {
+    Running,
+    Paused,
+    Completed,
+    Failed,
+    Aborted,
+}
+
+impl RolloutState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Running => "running",
+            RolloutState::Paused => "paused",
+            RolloutState::Completed => "completed",
+            RolloutState::Failed => "failed",
+            RolloutState::Aborted => "aborted",
+        }
+    }
+    pub fn parse(s: &str) -> RolloutState {
+        match s {
+            "paused" => RolloutState::Paused,
+            "completed" => RolloutState::Completed,
+            "failed" => RolloutState::Failed,
+            "aborted" => RolloutState::Aborted,
+            _ => RolloutState::Running,
+        }
+    }
+}
+
+/// Where one host is in its replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum HostStage {
+    Queued,
+    Draining,
+    WaitingForLogoff,
+    Removing,
+    Creating,
+    Registering,
+    Verifying,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl HostStage {
+    pub const ALL: [HostStage; 10] = [
+        HostStage::Queued,
+        HostStage::Draining,
+        HostStage::WaitingForLogoff,
+        HostStage::Removing,
+        HostStage::Creating,
+        HostStage::Registering,
+        HostStage::Verifying,
+        HostStage::Done,
+        HostStage::Failed,
+        HostStage::Skipped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStage::Queued => "queued",
+            HostStage::Draining => "draining",
+            HostStage::WaitingForLogoff => "waitingForLogoff",
+            HostStage::Removing => "removing",
+            HostStage::Creating => "creating",
+            HostStage::Registering => "registering",
+            HostStage::Verifying => "verifying",
+            HostStage::Done => "done",
+            HostStage::Failed => "failed",
+            HostStage::Skipped => "skipped",
+        }
+    }
+    pub fn parse(s: &str) -> HostStage {
+        HostStage::ALL.into_iter().find(|h| h.as_str() == s).unwrap_or(HostStage::Queued)
+    }
+    /// Out of service and being worked on.
+    pub fn in_flight(self) -> bool {
+        !matches!(self, HostStage::Queued | HostStage::Done | HostStage::Failed | HostStage::Skipped)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct HostProgress {
+    pub name: String,
+    pub stage: HostStage,
+    pub sessions: u32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutEvent {
+    pub at: String,
+    pub host: Option<String>,
+    /// info | warning | error
+    pub level: String,
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct StageCount {
+    pub stage: HostStage,
+    pub hosts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutView {
+    pub id: String,
+    /// `rollout` or `rollback`.
+    pub kind: String,
+    pub host_pool_id: String,
+    pub pool_name: String,
+    pub ring: String,
+    pub target_version: String,
+    pub previous_version: Option<String>,
+    pub state: RolloutState,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub policy: RolloutPolicy,
+    pub max_out_of_service: u32,
+    pub hosts: Vec<HostProgress>,
+    pub stages: Vec<StageCount>,
+    pub done: u32,
+    pub total: u32,
+    pub users_connected: u32,
+    pub eta_minutes: Option<u32>,
+    pub events: Vec<RolloutEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSummary {
+    pub id: String,
+    pub kind: String,
+    pub pool_name: String,
+    pub ring: String,
+    pub target_version: String,
+    pub state: RolloutState,
+    pub done: u32,
+    pub total: u32,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}

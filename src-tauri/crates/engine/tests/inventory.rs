@@ -38,6 +38,7 @@ fn connection(sim: &SimHandle) -> TenantConnection {
         tenant_name: r.tenant_name.clone(),
         cloud: "Simulated".into(),
         authority_host: r.login.clone(),
+        executor: ringmaster_engine::ExecutorConfig::for_time_scale(1.0),
     }
 }
 

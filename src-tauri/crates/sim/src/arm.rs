@@ -21,43 +21,46 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(dispatch).with_state(shared)
 }
 
-/// A long-running operation in flight (image version update).
-#[derive(Debug, Clone)]
-pub struct AsyncOp {
-    pub resource_id: String,
-    pub polls_left: u32,
-    pub patch: Value,
-    pub started: String,
-    pub api_version: String,
-}
-
 /// What a handler answers before the common headers are added.
-struct Reply {
-    status: StatusCode,
-    body: Option<Value>,
-    headers: Vec<(String, String)>,
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
-    fn ok(body: Value) -> Reply {
+    pub fn ok(body: Value) -> Reply {
         Reply { status: StatusCode::OK, body: Some(body), headers: vec![] }
     }
-    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+    pub fn empty(status: StatusCode) -> Reply {
+        Reply { status, body: None, headers: vec![] }
+    }
+    pub fn with_status(status: StatusCode, body: Value) -> Reply {
+        Reply { status, body: Some(body), headers: vec![] }
+    }
+    pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
         Reply { status, body: Some(json!({"error": {"code": code, "message": message.into()}})), headers: vec![] }
     }
-    fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
+    pub fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
         self.headers.push((k.to_string(), v.into()));
         self
     }
 }
 
-struct Req {
-    method: Method,
-    path: String,
-    segs: Vec<String>,
-    lower: Vec<String>,
-    query: HashMap<String, String>,
-    body: Option<Value>,
+pub(crate) struct Req {
+    pub method: Method,
+    pub path: String,
+    pub segs: Vec<String>,
+    pub lower: Vec<String>,
+    pub query: HashMap<String, String>,
+    pub body: Option<Value>,
+}
+
+impl Req {
+    /// The ARM id the path names.
+    pub fn id(&self) -> String {
+        format!("/{}", self.segs.join("/"))
+    }
 }
 
 async fn dispatch(
@@ -67,6 +70,23 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut response = handle(&shared, method, uri, headers, body).await;
+    // ARM's Date header, on the sim clock: the time base for anything a client sends (token expiry).
+    if let Ok(v) = HeaderValue::from_str(&http_date(shared.clock.now())) {
+        response.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    response
+}
+
+fn http_date(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
+}
+
+async fn handle(shared: &Arc<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let shared = shared.clone();
     if shared.config.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(shared.config.latency_ms)).await;
     }
@@ -115,6 +135,7 @@ async fn dispatch(
             return finish(unauthorized(&shared, problem), &correlation);
         }
     };
+    crate::rollout::advance(&shared);
 
     if let Some(reply) = injected_fault(&shared, &op) {
         return match reply {
@@ -127,7 +148,7 @@ async fn dispatch(
         };
     }
 
-    let is_op_status = req.lower.iter().any(|s| s == "operations" || s == "operationresults");
+    let is_op_status = op.ends_with("_AsyncOperation") || op.ends_with("_OperationResult");
     if let (Some(specs), false) = (&shared.specs, is_op_status) {
         if let Err(v) = specs.check_request(req.method.as_str(), &req.path, &req.query, req.body.as_ref()) {
             return finish(Reply::error(StatusCode::BAD_REQUEST, v.code, v.message), &correlation);
@@ -254,10 +275,11 @@ fn injected_fault(shared: &Shared, op: &str) -> Option<Option<Reply>> {
             "Resource Graph is temporarily unavailable. Please retry later.",
         )));
     }
-    let idx = faults
-        .rules
-        .iter()
-        .position(|r| r.count > 0 && (r.operation == "*" || r.operation.eq_ignore_ascii_case(op)))?;
+    let idx = faults.rules.iter().position(|r| {
+        r.count > 0
+            && (r.operation == "*" || r.operation.eq_ignore_ascii_case(op))
+            && r.probability.is_none_or(|p| rand::Rng::random_bool(&mut rand::rng(), p.clamp(0.0, 1.0)))
+    })?;
     let rule = {
         let r = &mut faults.rules[idx];
         r.count -= 1;
@@ -301,8 +323,22 @@ fn bump_injected(shared: &Shared) {
 fn control(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Reply {
     match (method.as_str(), path) {
         ("GET", "/_sim/stats") => {
-            let stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_default();
+            crate::rollout::advance(shared);
+            let mut stats = shared.stats.lock().map(|s| s.clone()).unwrap_or_default();
+            let now = shared.clock.now();
+            if let Ok(t) = shared.tenant.read() {
+                stats.max_out_of_service = t.sim.max_out_of_service.clone();
+                stats.vm_creates = t.sim.vm_creates;
+                stats.drained_idle = t.drained_idle(now);
+                stats.orphans = t.orphans();
+            }
+            stats.sim_now = crate::tenant::rfc3339(now);
             Reply::ok(serde_json::to_value(stats).unwrap_or(Value::Null))
+        }
+        ("GET", "/_sim/messages") => {
+            crate::rollout::advance(shared);
+            let messages = shared.tenant.read().map(|t| t.sim.messages.clone()).unwrap_or_default();
+            Reply::ok(serde_json::to_value(messages).unwrap_or(Value::Null))
         }
         ("POST", "/_sim/faults") => match serde_json::from_slice::<Faults>(body) {
             Ok(f) => {
@@ -328,7 +364,11 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Reply 
             match tenant.get_mut(id) {
                 Some(r) => {
                     merge(r, &v["merge"]);
-                    Reply::ok(r.clone())
+                    let out = r.clone();
+                    if let Some(pool) = crate::lifecycle::pool_of(id) {
+                        tenant.refresh_pool(&pool);
+                    }
+                    Reply::ok(out)
                 }
                 None => Reply::error(StatusCode::NOT_FOUND, "ResourceNotFound", format!("no resource {id}")),
             }
@@ -337,7 +377,7 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Reply 
     }
 }
 
-fn merge(target: &mut Value, patch: &Value) {
+pub(crate) fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => {
             for (k, v) in p {
@@ -374,6 +414,40 @@ fn operation_name(req: &Req) -> String {
         ("GET", ["subscriptions", _, "providers", "microsoft.compute", "locations", _, "operationresults", _]) => {
             "Compute_OperationResult"
         }
+        ("GET", ["subscriptions", _, "providers", "microsoft.network", "locations", _, "operations", _]) => {
+            "Network_AsyncOperation"
+        }
+        ("GET", ["subscriptions", _, "providers", "microsoft.network", "locations", _, "operationresults", _]) => {
+            "Network_OperationResult"
+        }
+        (
+            "POST",
+            ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.compute", "virtualmachines", _, action],
+        ) => match *action {
+            "deallocate" => "VirtualMachines_Deallocate",
+            "start" => "VirtualMachines_Start",
+            _ => "Unknown_POST",
+        },
+        (
+            "GET",
+            ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.compute", "virtualmachines", _, "instanceview"],
+        ) => "VirtualMachines_InstanceView",
+        (
+            "POST",
+            ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.desktopvirtualization", "hostpools", _, action],
+        ) => match *action {
+            "retrieveregistrationtoken" => "HostPools_RetrieveRegistrationToken",
+            "listregistrationtokens" => "HostPools_ListRegistrationTokens",
+            _ => "Unknown_POST",
+        },
+        (
+            "POST",
+            ["subscriptions", _, "resourcegroups", _, "providers", "microsoft.desktopvirtualization", "hostpools", _, "sessionhosts", _, "usersessions", _, action],
+        ) => match *action {
+            "sendmessage" => "UserSessions_SendMessage",
+            "disconnect" => "UserSessions_Disconnect",
+            _ => "Unknown_POST",
+        },
         (_, ["subscriptions", _, "resourcegroups", _, "providers", _ns, rest @ ..]) => {
             let types: Vec<&str> = rest.iter().step_by(2).copied().collect();
             let collection = rest.len() % 2 == 1;
@@ -382,6 +456,9 @@ fn operation_name(req: &Req) -> String {
                 ["galleries", "images"] => "GalleryImages",
                 ["galleries", "images", "versions"] => "GalleryImageVersions",
                 ["virtualmachines"] => "VirtualMachines",
+                ["virtualmachines", "extensions"] => "VirtualMachineExtensions",
+                ["networkinterfaces"] => "NetworkInterfaces",
+                ["disks"] => "Disks",
                 ["hostpools"] => "HostPools",
                 ["hostpools", "sessionhosts"] => "SessionHosts",
                 ["hostpools", "usersessions"] => return "UserSessions_ListByHostPool".into(),
@@ -393,6 +470,7 @@ fn operation_name(req: &Req) -> String {
                 ("GET", true, "GalleryImageVersions") => "ListByGalleryImage",
                 ("GET", true, "HostPools") => "ListByResourceGroup",
                 ("GET", true, "Galleries") => "ListByResourceGroup",
+                ("GET", true, "Disks") => "ListByResourceGroup",
                 ("GET", true, _) => "List",
                 ("GET", false, _) => "Get",
                 ("PATCH", false, _) => "Update",
@@ -423,6 +501,13 @@ fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
             }
         }
     }
+    drop(tenant);
+    if let Some(reply) = crate::rollout::route(shared, req, op) {
+        return reply;
+    }
+    let Ok(tenant) = shared.tenant.read() else {
+        return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned");
+    };
     let page_size = req
         .query
         .get("pageSize")
@@ -479,14 +564,6 @@ fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
             let items: Vec<Value> = tenant.list(&scope, rtype).cloned().collect();
             page(shared, req, items, page_size)
         }
-        "Compute_AsyncOperation" | "Compute_OperationResult" => {
-            drop(tenant);
-            poll_operation(shared, req, op == "Compute_OperationResult")
-        }
-        "GalleryImageVersions_Update" => {
-            drop(tenant);
-            start_version_update(shared, req)
-        }
         _ if op.ends_with("_Get") => {
             let id = format!("/{}", req.segs.join("/"));
             match tenant.get(&id) {
@@ -521,6 +598,9 @@ fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
                     "Microsoft.DesktopVirtualization/hostpools/sessionhosts/usersessions",
                 ),
                 "virtualmachines" => (format!("{parent}/virtualmachines/"), "Microsoft.Compute/virtualMachines"),
+                "extensions" => (format!("{parent}/extensions/"), crate::lifecycle::EXTENSION_TYPE),
+                "networkinterfaces" => (format!("{parent}/networkinterfaces/"), crate::lifecycle::NIC_TYPE),
+                "disks" => (format!("{parent}/disks/"), crate::lifecycle::DISK_TYPE),
                 "hostpools" => (format!("{parent}/hostpools/"), "Microsoft.DesktopVirtualization/hostpools"),
                 "galleries" => (format!("{parent}/galleries/"), "Microsoft.Compute/galleries"),
                 _ => return not_found(req),
@@ -536,7 +616,7 @@ fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
     }
 }
 
-fn not_found(req: &Req) -> Reply {
+pub(crate) fn not_found(req: &Req) -> Reply {
     let name = req.segs.last().cloned().unwrap_or_default();
     let rg = req.segs.get(3).cloned().unwrap_or_default();
     Reply::error(
@@ -555,18 +635,8 @@ fn expand(shared: &Shared, tenant: &crate::tenant::Tenant, req: &Req, v: &mut Va
             v["properties"]["replicationStatus"] = status;
         }
     }
-    if expand == "instanceview" && rtype == "microsoft.compute/virtualmachines" {
-        let name = v["name"].clone();
-        v["properties"]["instanceView"] = json!({
-            "computerName": name,
-            "osName": "Windows 11 Enterprise multi-session",
-            "osVersion": "10.0.26100.2314",
-            "hyperVGeneration": "V2",
-            "statuses": [
-                {"code": "ProvisioningState/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded"},
-                {"code": "PowerState/running", "level": "Info", "displayStatus": "VM running"}
-            ]
-        });
+    if expand == "instanceview" {
+        crate::rollout::expand_instance_view(tenant, v);
     }
 }
 
@@ -633,46 +703,75 @@ fn resource_graph(shared: &Shared, req: &Req, principal: &str) -> Reply {
     }
     let top = options["$top"].as_u64().unwrap_or(1000).clamp(1, 1000) as usize;
     let skip = options["$skip"].as_u64().unwrap_or(0) as usize;
-    let offset = match options["$skipToken"].as_str() {
-        Some(t) => match URL_SAFE_NO_PAD
-            .decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("rg:").and_then(|n| n.parse::<usize>().ok()))
-        {
-            Some(n) => n,
-            None => {
-                return Reply::error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidSkipToken",
-                    "The $skipToken is not valid for this query.",
-                )
+    // Like Resource Graph, a $skipToken pages through the snapshot the first page was cut from, so paging a
+    // large result costs one evaluation, and rows do not shift between pages.
+    let (snapshot, offset) = match options["$skipToken"].as_str() {
+        Some(t) => {
+            let parsed = URL_SAFE_NO_PAD.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).and_then(|s| {
+                let rest = s.strip_prefix("rg:")?;
+                let (id, off) = rest.split_once(':')?;
+                Some((id.parse::<u64>().ok()?, off.parse::<usize>().ok()?))
+            });
+            let found = parsed.and_then(|(id, off)| {
+                shared
+                    .graph_snapshots
+                    .lock()
+                    .ok()?
+                    .iter()
+                    .find(|(sid, _)| *sid == id)
+                    .map(|(_, rows)| (id, rows.clone(), off))
+            });
+            match found {
+                Some((id, rows, off)) => ((id, rows), off),
+                None => {
+                    return Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidSkipToken",
+                        "The $skipToken is not valid for this query, or it has expired.",
+                    )
+                }
             }
-        },
-        None => skip,
-    };
-    let tenant = match shared.tenant.read() {
-        Ok(t) => t,
-        Err(_) => {
-            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned")
+        }
+        None => {
+            let tenant = match shared.tenant.read() {
+                Ok(t) => t,
+                Err(_) => {
+                    return Reply::error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalServerError",
+                        "tenant lock poisoned",
+                    )
+                }
+            };
+            let rows = match crate::graph::run(&tenant, query, subs.as_deref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!(
+                            "Please provide below info when asking for support: timestampUtc, correlationId. \
+                             Query is invalid: {}",
+                            e.0
+                        ),
+                    )
+                }
+            };
+            let rows: Arc<Vec<Value>> = Arc::new(rows.into_iter().map(Value::Object).collect());
+            let id = shared.graph_snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut snaps) = shared.graph_snapshots.lock() {
+                snaps.push((id, rows.clone()));
+                // Keep the newest few: an abandoned paging run must not hold memory forever.
+                let excess = snaps.len().saturating_sub(8);
+                snaps.drain(..excess);
+            }
+            ((id, rows), skip)
         }
     };
-    let rows = match crate::graph::run(&tenant, query, subs.as_deref()) {
-        Ok(r) => r,
-        Err(e) => {
-            return Reply::error(
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                format!(
-                "Please provide below info when asking for support: timestampUtc, correlationId. Query is invalid: {}",
-                e.0
-            ),
-            )
-        }
-    };
+    let (snapshot_id, rows) = snapshot;
     let total = rows.len();
     let end = (offset + top).min(total);
-    let data: Vec<Value> = rows.into_iter().skip(offset).take(end.saturating_sub(offset)).map(Value::Object).collect();
+    let data: Vec<Value> = rows.iter().skip(offset).take(end.saturating_sub(offset)).cloned().collect();
     let mut out = json!({
         "totalRecords": total,
         "count": data.len(),
@@ -681,107 +780,9 @@ fn resource_graph(shared: &Shared, req: &Req, principal: &str) -> Reply {
         "facets": []
     });
     if end < total {
-        out["$skipToken"] = Value::String(URL_SAFE_NO_PAD.encode(format!("rg:{end}")));
+        out["$skipToken"] = Value::String(URL_SAFE_NO_PAD.encode(format!("rg:{snapshot_id}:{end}")));
     }
     Reply::ok(out)
         .header("x-ms-user-quota-remaining", remaining.to_string())
         .header("x-ms-user-quota-resets-after", resets_header)
-}
-
-fn op_urls(shared: &Shared, sub: &str, location: &str, id: &str, api_version: &str) -> (String, String) {
-    let long = shared.faults.lock().map(|f| f.long_poll_urls).unwrap_or(false);
-    let pad = if long { format!("&p={}", "x".repeat(4200)) } else { String::new() };
-    let base = format!("{}/subscriptions/{sub}/providers/Microsoft.Compute/locations/{location}", shared.arm_base);
-    (
-        format!("{base}/operations/{id}?api-version={api_version}{pad}"),
-        format!("{base}/operationResults/{id}?api-version={api_version}{pad}"),
-    )
-}
-
-fn start_version_update(shared: &Shared, req: &Req) -> Reply {
-    let id = format!("/{}", req.segs.join("/"));
-    let (location, current) = {
-        let Ok(mut tenant) = shared.tenant.write() else {
-            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned");
-        };
-        let Some(v) = tenant.get_mut(&id) else { return not_found(req) };
-        v["properties"]["provisioningState"] = json!("Updating");
-        (v["location"].as_str().unwrap_or("westeurope").to_string(), v.clone())
-    };
-    let op_id = uuid::Uuid::new_v4().to_string();
-    let api_version = req.query.get("api-version").cloned().unwrap_or_default();
-    if let Ok(mut ops) = shared.operations.lock() {
-        ops.insert(
-            op_id.clone(),
-            AsyncOp {
-                resource_id: id,
-                polls_left: 2,
-                patch: req.body.clone().unwrap_or(Value::Null),
-                started: crate::tenant::rfc3339(shared.clock.now()),
-                api_version: api_version.clone(),
-            },
-        );
-    }
-    let (async_url, location_url) = op_urls(shared, &req.segs[1], &location, &op_id, &api_version);
-    let style = shared.faults.lock().ok().and_then(|f| f.lro_style.clone()).unwrap_or_else(|| "both".into());
-    let mut r = Reply::ok(current)
-        .header("Location", location_url)
-        .header("Retry-After", shared.config.lro_retry_after_s.to_string());
-    if style != "location" {
-        r = r.header("Azure-AsyncOperation", async_url);
-    }
-    r
-}
-
-fn poll_operation(shared: &Shared, req: &Req, result_style: bool) -> Reply {
-    let op_id = req.segs.last().cloned().unwrap_or_default();
-    let Ok(mut ops) = shared.operations.lock() else {
-        return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "ops lock poisoned");
-    };
-    let Some(op) = ops.get_mut(&op_id) else {
-        return Reply::error(
-            StatusCode::NOT_FOUND,
-            "OperationNotFound",
-            format!("The operation '{op_id}' was not found."),
-        );
-    };
-    if op.polls_left > 0 {
-        op.polls_left -= 1;
-        let retry = shared.config.lro_retry_after_s.to_string();
-        if result_style {
-            let (_, location_url) = op_urls(shared, &req.segs[1], &req.segs[4], &op_id, &op.api_version);
-            return Reply { status: StatusCode::ACCEPTED, body: None, headers: vec![] }
-                .header("Location", location_url)
-                .header("Retry-After", retry);
-        }
-        return Reply::ok(json!({"name": op_id, "status": "InProgress", "startTime": op.started}))
-            .header("Retry-After", retry);
-    }
-    let op = op.clone();
-    drop(ops);
-    let resource = {
-        let Ok(mut tenant) = shared.tenant.write() else {
-            return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "tenant lock poisoned");
-        };
-        match tenant.get_mut(&op.resource_id) {
-            Some(v) => {
-                if v["properties"]["provisioningState"] == json!("Updating") {
-                    merge(v, &op.patch);
-                    v["properties"]["provisioningState"] = json!("Succeeded");
-                }
-                v.clone()
-            }
-            None => Value::Null,
-        }
-    };
-    if result_style {
-        Reply::ok(resource)
-    } else {
-        Reply::ok(json!({
-            "name": op_id,
-            "status": "Succeeded",
-            "startTime": op.started,
-            "endTime": crate::tenant::rfc3339(shared.clock.now())
-        }))
-    }
 }

@@ -23,7 +23,28 @@ pub fn run(tenant: &Tenant, query: &str, subscriptions: Option<&[String]>) -> Re
     for stage in iter {
         rows = apply(tenant, stage.trim(), rows, subscriptions)?;
     }
+    // Rows that were never projected carry their resource's properties in full.
+    for row in &mut rows {
+        if let Some(Value::String(id)) = row.remove(LAZY) {
+            let props = tenant.resources.get(&id).and_then(|v| v.get("properties")).cloned();
+            row.insert("properties".into(), props.unwrap_or(Value::Object(Map::new())));
+        }
+    }
     Ok(rows)
+}
+
+/// Hidden column naming the resource whose `properties` a row stands for until an expression reads them.
+const LAZY: &str = "$resource";
+
+fn column<'a>(row: &'a Row, tenant: &'a Tenant, name: &str) -> Option<&'a Value> {
+    match row.get(name) {
+        Some(v) => Some(v),
+        None if name == "properties" => match row.get(LAZY) {
+            Some(Value::String(id)) => tenant.resources.get(id).and_then(|v| v.get("properties")),
+            _ => None,
+        },
+        None => None,
+    }
 }
 
 /// The type of a stage that is exactly `where type =~ '<type>'`.
@@ -83,7 +104,8 @@ fn table_rows(
         row.insert("resourceGroup".into(), Value::String(rg.to_ascii_lowercase()));
         row.insert("subscriptionId".into(), Value::String(sub));
         row.insert("tags".into(), v.get("tags").cloned().unwrap_or(Value::Object(Map::new())));
-        row.insert("properties".into(), v.get("properties").cloned().unwrap_or(Value::Object(Map::new())));
+        // `properties` is read from the tenant when an expression needs it (see LAZY), not cloned per row.
+        row.insert(LAZY.into(), Value::String(id.to_ascii_lowercase()));
         out.push(row);
     }
     Ok(out)
@@ -95,7 +117,7 @@ fn apply(tenant: &Tenant, stage: &str, rows: Vec<Row>, subs: Option<&[String]>) 
         "where" => {
             let conds = split_and(rest);
             let parsed: Vec<Cond> = conds.iter().map(|c| parse_cond(c)).collect::<Result<_, _>>()?;
-            Ok(rows.into_iter().filter(|r| parsed.iter().all(|c| c.eval(r))).collect())
+            Ok(rows.into_iter().filter(|r| parsed.iter().all(|c| c.eval(r, tenant))).collect())
         }
         "extend" => {
             let items = parse_assignments(rest, false)?;
@@ -103,7 +125,7 @@ fn apply(tenant: &Tenant, stage: &str, rows: Vec<Row>, subs: Option<&[String]>) 
                 .into_iter()
                 .map(|mut r| {
                     for (name, expr) in &items {
-                        let v = expr.eval(&r);
+                        let v = expr.eval(&r, tenant);
                         r.insert(name.clone(), v);
                     }
                     r
@@ -117,7 +139,7 @@ fn apply(tenant: &Tenant, stage: &str, rows: Vec<Row>, subs: Option<&[String]>) 
                 .map(|r| {
                     let mut out = Row::new();
                     for (name, expr) in &items {
-                        out.insert(name.clone(), expr.eval(&r));
+                        out.insert(name.clone(), expr.eval(&r, tenant));
                     }
                     out
                 })
@@ -201,7 +223,11 @@ fn join(tenant: &Tenant, rest: &str, left: Vec<Row>, subs: Option<&[String]>) ->
         match key.as_ref().and_then(|k| index.get(k)) {
             Some(r) => {
                 for (k, v) in r.iter() {
-                    let name = if l.contains_key(k) { format!("{k}1") } else { k.clone() };
+                    let name = if l.contains_key(k) || (k == "properties" && l.contains_key(LAZY)) {
+                        format!("{k}1")
+                    } else {
+                        k.clone()
+                    };
                     l.insert(name, v.clone());
                 }
                 out.push(l);
@@ -209,7 +235,11 @@ fn join(tenant: &Tenant, rest: &str, left: Vec<Row>, subs: Option<&[String]>) ->
             None if kind == "leftouter" => {
                 if let Some(first) = right.first() {
                     for k in first.keys() {
-                        let name = if l.contains_key(k) { format!("{k}1") } else { k.clone() };
+                        let name = if l.contains_key(k) || (k == "properties" && l.contains_key(LAZY)) {
+                            format!("{k}1")
+                        } else {
+                            k.clone()
+                        };
                         l.insert(name, Value::Null);
                     }
                 }
@@ -230,11 +260,11 @@ enum Expr {
 }
 
 impl Expr {
-    fn eval(&self, row: &Row) -> Value {
+    fn eval(&self, row: &Row, tenant: &Tenant) -> Value {
         match self {
             Expr::Lit(s) => Value::String(s.clone()),
             Expr::Path(parts) => {
-                let mut cur = match row.get(&parts[0]) {
+                let mut cur = match column(row, tenant, &parts[0]) {
                     Some(v) => v,
                     None => return Value::Null,
                 };
@@ -246,17 +276,17 @@ impl Expr {
                 }
                 cur.clone()
             }
-            Expr::ToLower(e) => match e.eval(row) {
+            Expr::ToLower(e) => match e.eval(row, tenant) {
                 Value::String(s) => Value::String(s.to_ascii_lowercase()),
                 Value::Null => Value::String(String::new()),
                 other => Value::String(other.to_string().to_ascii_lowercase()),
             },
-            Expr::ToUpper(e) => match e.eval(row) {
+            Expr::ToUpper(e) => match e.eval(row, tenant) {
                 Value::String(s) => Value::String(s.to_ascii_uppercase()),
                 Value::Null => Value::String(String::new()),
                 other => Value::String(other.to_string().to_ascii_uppercase()),
             },
-            Expr::ToString(e) => match e.eval(row) {
+            Expr::ToString(e) => match e.eval(row, tenant) {
                 Value::String(s) => Value::String(s),
                 Value::Null => Value::String(String::new()),
                 other => Value::String(other.to_string()),
@@ -329,8 +359,8 @@ enum Cond {
 }
 
 impl Cond {
-    fn eval(&self, row: &Row) -> bool {
-        let s = |e: &Expr| match e.eval(row) {
+    fn eval(&self, row: &Row, tenant: &Tenant) -> bool {
+        let s = |e: &Expr| match e.eval(row, tenant) {
             Value::String(s) => s,
             Value::Null => String::new(),
             other => other.to_string(),

@@ -2,16 +2,23 @@
 //! session hosts, user sessions) and Resource Graph, served over HTTPS on loopback with ARM's protocol rules:
 //! paging, error bodies, throttling, long-running operations. Used in-process by the app's demo mode and as the
 //! `ringmaster-sim` binary by tests and benchmarks.
+//!
+//! The tenant moves on a sim clock (`time_scale` times real time): long-running operations (NIC, VM, extension,
+//! disk, gallery version) complete at a sim time and apply their effect then, AVD agents register a few minutes
+//! after their DSC extension ran, users leave drained hosts. All times the sim serves and judges (including a
+//! registration token's `expirationTime`) are on that clock; every ARM answer's `Date` header carries it.
 
 mod arm;
 mod entra;
 pub mod graph;
+mod lifecycle;
+mod rollout;
 pub mod spec;
 pub mod tenant;
 mod throttle;
 mod tls;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -94,6 +101,18 @@ pub struct Faults {
     pub long_poll_urls: bool,
     /// Resource Graph answers 503 (the app must fall back to ARM listing).
     pub graph_unavailable: bool,
+    /// VMs whose name contains one of these: the create LRO ends `Failed` (`OSProvisioningClientError`) and the VM
+    /// stays with `provisioningState: Failed`.
+    pub fail_provisioning: Vec<String>,
+    /// VMs whose name contains one of these: the AVD agent extension succeeds but the host never registers.
+    pub agent_never_registers: Vec<String>,
+}
+
+impl Faults {
+    pub(crate) fn matches(list: &[String], vm_name: &str) -> bool {
+        let name = vm_name.to_ascii_lowercase();
+        list.iter().any(|s| !s.is_empty() && name.contains(&s.to_ascii_lowercase()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,12 +121,21 @@ pub struct FaultRule {
     /// An operation name as in `/_sim/stats` (`HostPools_List`), or `*`.
     pub operation: String,
     pub kind: FaultKind,
-    /// How many requests it hits before it is spent.
+    /// How many requests it hits before it is spent (unbounded when left out).
+    #[serde(default = "unbounded")]
     pub count: u32,
+    /// When set (0.0-1.0), each matching request is hit with this probability instead of the first `count`
+    /// requests; `count` still bounds how many are hit in all.
+    #[serde(default)]
+    pub probability: Option<f64>,
     #[serde(default)]
     pub status: Option<u16>,
     #[serde(default)]
     pub retry_after_s: Option<u64>,
+}
+
+fn unbounded() -> u32 {
+    u32::MAX
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +161,18 @@ pub struct Stats {
     pub spec_violations: Vec<String>,
     pub tokens_issued: u64,
     pub unauthorized: u64,
+    /// Per host pool id: the most session hosts ever out of service at once, where out of service = the pool's
+    /// host count at seed time minus the hosts currently registered, `Available` and accepting new sessions.
+    pub max_out_of_service: BTreeMap<String, u64>,
+    /// Session hosts drained through the API that have no sessions left and saw no activity (drain, log-off, an
+    /// operation on their VM) for more than 30 sim-minutes: hosts forgotten in drain.
+    pub drained_idle: Vec<String>,
+    /// VM create PUTs that created a new VM.
+    pub vm_creates: u64,
+    /// Network interfaces and managed disks attached to no VM.
+    pub orphans: Vec<String>,
+    /// The sim clock at the time of the answer (RFC 3339); the `Date` header of every ARM answer carries it too.
+    pub sim_now: String,
 }
 
 pub(crate) struct Shared {
@@ -150,7 +190,9 @@ pub(crate) struct Shared {
     pub login_base: String,
     pub client_id: String,
     pub client_secret: String,
-    pub operations: Mutex<HashMap<String, arm::AsyncOp>>,
+    /// Resource Graph result snapshots that `$skipToken`s page through (id, rows).
+    pub graph_snapshots: Mutex<Vec<(u64, Arc<Vec<serde_json::Value>>)>>,
+    pub graph_snapshot_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -266,7 +308,8 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         login_base,
         client_id: ready.client_id.clone(),
         client_secret: ready.client_secret.clone(),
-        operations: Mutex::new(HashMap::new()),
+        graph_snapshots: Mutex::new(Vec::new()),
+        graph_snapshot_seq: std::sync::atomic::AtomicU64::new(1),
     });
 
     let arm_handle = axum_server::Handle::new();

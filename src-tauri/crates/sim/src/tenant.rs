@@ -81,6 +81,8 @@ pub struct Tenant {
     pub resources: BTreeMap<String, Value>,
     /// Replication plans by lower-cased image version id.
     pub replication: BTreeMap<String, Vec<RegionPlan>>,
+    /// Operations in flight, agents about to register, users about to log off, safety counters.
+    pub sim: crate::lifecycle::SimState,
 }
 
 pub const TENANT_ID: &str = "6a1d3f8e-2b7c-4c1e-9d5a-0f3e8b2c7a41";
@@ -181,9 +183,61 @@ struct PoolSpec {
 }
 
 pub fn build(seed: Seed, clock: &SimClock) -> Tenant {
-    match seed {
+    let mut t = match seed {
         Seed::Demo => build_demo(clock),
         Seed::Large => build_large(clock),
+    };
+    // A separate generator, so the seeded hosts, versions and sessions stay what they always were.
+    let mut rng = StdRng::seed_from_u64(0x5e55_10c4);
+    add_host_infrastructure(&mut t, &mut rng, clock);
+    t.init_dynamics(clock.start(), &mut rng);
+    t
+}
+
+/// The NIC and OS disk of every seeded VM, attached to it (the VMs were deployed with deleteOption `Delete`).
+fn add_host_infrastructure(t: &mut Tenant, rng: &mut StdRng, clock: &SimClock) {
+    let vms: Vec<Value> = t
+        .resources
+        .values()
+        .filter(|v| v["type"].as_str().is_some_and(|ty| ty.eq_ignore_ascii_case(crate::lifecycle::VM_TYPE)))
+        .cloned()
+        .collect();
+    let created = rfc3339(clock.start() - Duration::from_secs(86400 * 3));
+    for vm in vms {
+        let vm_id = vm["id"].as_str().unwrap_or_default().to_string();
+        let location = vm["location"].clone();
+        if let Some(nic_id) = vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"].as_str() {
+            let name = nic_id.rsplit('/').next().unwrap_or_default();
+            let subnet = format!(
+                "{}/providers/Microsoft.Network/virtualNetworks/vnet-avd-{}/subnets/snet-hosts",
+                crate::lifecycle::rg_of(&vm_id),
+                location.as_str().unwrap_or_default()
+            );
+            let ip = t.sim.allocate_ip();
+            let nic = crate::rollout::nic_json(
+                nic_id,
+                name,
+                &location,
+                &json!({}),
+                &[(String::from("ipconfig1"), subnet, ip, "Dynamic".into())],
+                "Succeeded",
+                rng,
+            );
+            t.insert(nic);
+            if let Some(n) = t.get_mut(nic_id) {
+                n["properties"]["virtualMachine"] = json!({"id": vm_id});
+                n["properties"]["primary"] = json!(true);
+            }
+        }
+        let os = &vm["properties"]["storageProfile"]["osDisk"];
+        if let Some(disk_id) = os["managedDisk"]["id"].as_str() {
+            let image = vm["properties"]["storageProfile"]["imageReference"]["id"].as_str().unwrap_or_default();
+            let disk = crate::rollout::disk_json(disk_id, &location, &vm_id, os, image, &created, rng);
+            t.insert(disk);
+        }
+        if let Some(v) = t.get_mut(&vm_id) {
+            v["properties"]["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] = json!("Delete");
+        }
     }
 }
 
@@ -202,6 +256,7 @@ fn build_demo(clock: &SimClock) -> Tenant {
         subscriptions: subs,
         resources: BTreeMap::new(),
         replication: BTreeMap::new(),
+        sim: Default::default(),
     };
     // Newest last. Days before now, and replication per region: (region, replicas, completes_in_s, fails).
     let versions: Vec<VersionSeed<'_>> = vec![
@@ -242,6 +297,7 @@ fn build_large(clock: &SimClock) -> Tenant {
         subscriptions: subs,
         resources: BTreeMap::new(),
         replication: BTreeMap::new(),
+        sim: Default::default(),
     };
     let versions: Vec<VersionSeed<'_>> = vec![
         ("2026.1001.1", 57, vec![("westeurope", 10, -1, false), ("northeurope", 10, -1, false)]),

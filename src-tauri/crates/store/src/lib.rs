@@ -41,6 +41,22 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
         source TEXT, requests INTEGER NOT NULL, duration_ms INTEGER NOT NULL, hosts INTEGER NOT NULL,
         error_code TEXT, error_message TEXT, request_id TEXT);",
+    // 2: the rollout journal. Every step is written here before its side effect, so a restarted app resumes.
+    "CREATE TABLE deployment_profiles (host_pool_id TEXT PRIMARY KEY, profile TEXT NOT NULL, captured_at TEXT NOT NULL);
+     CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY, host_pool_id TEXT NOT NULL, pool_name TEXT NOT NULL, ring TEXT NOT NULL,
+        target_version_id TEXT NOT NULL, target_version TEXT NOT NULL, previous_version TEXT,
+        kind TEXT NOT NULL, policy TEXT NOT NULL, state TEXT NOT NULL, reason TEXT,
+        created_at TEXT NOT NULL, finished_at TEXT, rolled_back INTEGER NOT NULL DEFAULT 0);
+     CREATE TABLE rollout_hosts (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id), position INTEGER NOT NULL, name TEXT NOT NULL,
+        vm_id TEXT NOT NULL, stage TEXT NOT NULL, sessions INTEGER NOT NULL, messaged_at TEXT,
+        started_at TEXT, finished_at TEXT, error TEXT, request_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rollout_id, name));
+     CREATE TABLE rollout_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, rollout_id TEXT NOT NULL REFERENCES rollouts(id), at TEXT NOT NULL,
+        host TEXT, level TEXT NOT NULL, message TEXT NOT NULL, request_id TEXT);
+     CREATE INDEX rollout_events_rollout ON rollout_events(rollout_id, id);",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +171,51 @@ pub struct HostListing {
     pub host: HostRecord,
     pub pool_name: String,
     pub ring: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRecord {
+    pub id: String,
+    pub host_pool_id: String,
+    pub pool_name: String,
+    pub ring: String,
+    pub target_version_id: String,
+    pub target_version: String,
+    pub previous_version: Option<String>,
+    /// `rollout` or `rollback`.
+    pub kind: String,
+    /// The policy as JSON (the engine owns its shape).
+    pub policy: String,
+    /// running | paused | completed | failed | aborted
+    pub state: String,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub rolled_back: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutHostRecord {
+    pub position: u32,
+    pub name: String,
+    pub vm_id: String,
+    pub stage: String,
+    pub sessions: u32,
+    pub messaged_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    pub request_id: Option<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutEventRecord {
+    pub at: String,
+    pub host: Option<String>,
+    pub level: String,
+    pub message: String,
+    pub request_id: Option<String>,
 }
 
 pub struct Store {
@@ -503,5 +564,235 @@ impl Store {
             })
         })?;
         Ok((total, rows.collect::<Result<_, _>>()?))
+    }
+
+    // ---- deployment profiles ----
+
+    pub fn profile(&self, host_pool_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT profile FROM deployment_profiles WHERE lower(host_pool_id) = lower(?1)",
+                [host_pool_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn save_profile(&self, host_pool_id: &str, profile: &str, at: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO deployment_profiles(host_pool_id, profile, captured_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(host_pool_id) DO UPDATE SET profile = excluded.profile, captured_at = excluded.captured_at",
+            params![host_pool_id, profile, at],
+        )?;
+        Ok(())
+    }
+
+    // ---- rollout journal ----
+
+    /// Create a rollout and its hosts in one transaction.
+    pub fn create_rollout(&self, r: &RolloutRecord, hosts: &[RolloutHostRecord]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO rollouts(id, host_pool_id, pool_name, ring, target_version_id, target_version, previous_version,
+               kind, policy, state, reason, created_at, finished_at, rolled_back)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                r.id,
+                r.host_pool_id,
+                r.pool_name,
+                r.ring,
+                r.target_version_id,
+                r.target_version,
+                r.previous_version,
+                r.kind,
+                r.policy,
+                r.state,
+                r.reason,
+                r.created_at,
+                r.finished_at,
+                r.rolled_back
+            ],
+        )?;
+        {
+            let mut st = tx.prepare(
+                "INSERT INTO rollout_hosts(rollout_id, position, name, vm_id, stage, sessions, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for h in hosts {
+                st.execute(params![r.id, h.position, h.name, h.vm_id, h.stage, h.sessions, h.attempts])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    const ROLLOUT_COLUMNS: &'static str = "id, host_pool_id, pool_name, ring, target_version_id, target_version,
+        previous_version, kind, policy, state, reason, created_at, finished_at, rolled_back";
+
+    fn rollout_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RolloutRecord> {
+        Ok(RolloutRecord {
+            id: r.get(0)?,
+            host_pool_id: r.get(1)?,
+            pool_name: r.get(2)?,
+            ring: r.get(3)?,
+            target_version_id: r.get(4)?,
+            target_version: r.get(5)?,
+            previous_version: r.get(6)?,
+            kind: r.get(7)?,
+            policy: r.get(8)?,
+            state: r.get(9)?,
+            reason: r.get(10)?,
+            created_at: r.get(11)?,
+            finished_at: r.get(12)?,
+            rolled_back: r.get(13)?,
+        })
+    }
+
+    pub fn rollout(&self, id: &str) -> Result<Option<RolloutRecord>, StoreError> {
+        let sql = format!("SELECT {} FROM rollouts WHERE id = ?1", Self::ROLLOUT_COLUMNS);
+        Ok(self.conn()?.query_row(&sql, [id], Self::rollout_row).optional()?)
+    }
+
+    /// Newest first.
+    pub fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
+        let sql = format!("SELECT {} FROM rollouts ORDER BY created_at DESC, id DESC", Self::ROLLOUT_COLUMNS);
+        let conn = self.conn()?;
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map([], Self::rollout_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_rollout_state(
+        &self,
+        id: &str,
+        state: &str,
+        reason: Option<&str>,
+        finished_at: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE rollouts SET state = ?2, reason = ?3, finished_at = ?4 WHERE id = ?1",
+            params![id, state, reason, finished_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_rolled_back(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()?.execute("UPDATE rollouts SET rolled_back = 1 WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn rollout_hosts(&self, rollout_id: &str) -> Result<Vec<RolloutHostRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT position, name, vm_id, stage, sessions, messaged_at, started_at, finished_at, error, request_id, attempts
+             FROM rollout_hosts WHERE rollout_id = ?1 ORDER BY position",
+        )?;
+        let rows = st.query_map([rollout_id], |r| {
+            Ok(RolloutHostRecord {
+                position: r.get(0)?,
+                name: r.get(1)?,
+                vm_id: r.get(2)?,
+                stage: r.get(3)?,
+                sessions: r.get(4)?,
+                messaged_at: r.get(5)?,
+                started_at: r.get(6)?,
+                finished_at: r.get(7)?,
+                error: r.get(8)?,
+                request_id: r.get(9)?,
+                attempts: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Record that a host enters `stage` (before the stage's side effect runs).
+    pub fn set_host_stage(&self, rollout_id: &str, name: &str, stage: &str, at: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE rollout_hosts SET stage = ?3,
+               started_at = coalesce(started_at, ?4),
+               finished_at = CASE WHEN ?3 IN ('done', 'failed', 'skipped') THEN ?4 ELSE NULL END,
+               error = CASE WHEN ?3 = 'failed' THEN error ELSE NULL END,
+               request_id = CASE WHEN ?3 = 'failed' THEN request_id ELSE NULL END
+             WHERE rollout_id = ?1 AND name = ?2",
+            params![rollout_id, name, stage, at],
+        )?;
+        Ok(())
+    }
+
+    pub fn fail_host(
+        &self,
+        rollout_id: &str,
+        name: &str,
+        error: &str,
+        request_id: Option<&str>,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE rollout_hosts SET stage = 'failed', error = ?3, request_id = ?4, finished_at = ?5,
+               attempts = attempts + 1 WHERE rollout_id = ?1 AND name = ?2",
+            params![rollout_id, name, error, request_id, at],
+        )?;
+        Ok(())
+    }
+
+    /// Put failed hosts back in the queue (retry); returns how many.
+    pub fn requeue_failed_hosts(&self, rollout_id: &str) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "UPDATE rollout_hosts SET stage = 'queued', error = NULL, request_id = NULL, finished_at = NULL
+             WHERE rollout_id = ?1 AND stage = 'failed'",
+            [rollout_id],
+        )?)
+    }
+
+    pub fn skip_queued_hosts(&self, rollout_id: &str, at: &str) -> Result<usize, StoreError> {
+        Ok(self.conn()?.execute(
+            "UPDATE rollout_hosts SET stage = 'skipped', finished_at = ?2 WHERE rollout_id = ?1 AND stage = 'queued'",
+            params![rollout_id, at],
+        )?)
+    }
+
+    pub fn set_host_messaged(&self, rollout_id: &str, name: &str, at: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE rollout_hosts SET messaged_at = coalesce(messaged_at, ?3) WHERE rollout_id = ?1 AND name = ?2",
+            params![rollout_id, name, at],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_host_sessions(&self, rollout_id: &str, name: &str, sessions: u32) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE rollout_hosts SET sessions = ?3 WHERE rollout_id = ?1 AND name = ?2",
+            params![rollout_id, name, sessions],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_rollout_event(&self, rollout_id: &str, e: &RolloutEventRecord) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT INTO rollout_events(rollout_id, at, host, level, message, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rollout_id, e.at, e.host, e.level, e.message, e.request_id],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn rollout_events(&self, rollout_id: &str, limit: u32) -> Result<Vec<RolloutEventRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut st = conn.prepare(
+            "SELECT at, host, level, message, request_id FROM
+               (SELECT * FROM rollout_events WHERE rollout_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )?;
+        let rows = st.query_map(params![rollout_id, limit], |r| {
+            Ok(RolloutEventRecord {
+                at: r.get(0)?,
+                host: r.get(1)?,
+                level: r.get(2)?,
+                message: r.get(3)?,
+                request_id: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -72,6 +72,8 @@ export class Inventory {
   });
 
   private unlisten: UnlistenFn[] = [];
+  /** A refresh was asked for while one ran: its inventory may predate the change, so run another. */
+  private refreshQueued = false;
   private loadSeq = 0;
   private updatesSeen = 0;
   private stopped = false;
@@ -174,6 +176,25 @@ export class Inventory {
     }
     // The "inventory-updated" event normally triggers the reload; do it here if it never came.
     if (this.updatesSeen === seen) await this.reload();
+    this.runQueuedRefresh();
+  }
+
+  /**
+   * The tenant changed under us (a rollout finished): refresh now, or as soon as the refresh in
+   * progress ends, since that one may have read the tenant before the change.
+   */
+  requestRefresh(): void {
+    if (this.running) {
+      this.refreshQueued = true;
+      return;
+    }
+    void this.refresh();
+  }
+
+  private runQueuedRefresh(): void {
+    if (!this.refreshQueued || this.running || this.stopped) return;
+    this.refreshQueued = false;
+    void this.refresh();
   }
 
   async cancel(): Promise<void> {
@@ -211,5 +232,6 @@ export class Inventory {
     this.cancelling = false;
     this.applyOutcome(status.lastError);
     void this.reload();
+    this.runQueuedRefresh();
   }
 }

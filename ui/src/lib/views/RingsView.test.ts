@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { flushSync } from "svelte";
 import { makeBoard, makeVersions } from "../../test/fixtures";
-import { byTestId, render, text } from "../../test/util";
+import { byTestId, render, text, waitFor } from "../../test/util";
 import { VersionPalette } from "../versions";
 import ImagesView from "./ImagesView.svelte";
 import RingsView from "./RingsView.svelte";
@@ -116,5 +116,46 @@ describe("Rings board", () => {
       expect(legend.querySelector<HTMLElement>(".swatch")!.style.background).toBe(swatch.style.background);
     }
     expect(new Set(imageRows.map((r) => r.querySelector<HTMLElement>(".swatch")!.style.background)).size).toBe(3);
+  });
+
+  it("offers Roll out and Roll back in each card's menu, by mouse and keyboard, without opening the pool", async () => {
+    const onrollout = vi.fn();
+    const onrollback = vi.fn();
+    const onopenpool = vi.fn();
+    const board = makeBoard();
+    const view = render(RingsView, { board, palette: paletteFor(board), onopenpool, onrollout, onrollback });
+    cleanup.push(view.destroy);
+    const menus = byTestId(view.target, "pool-menu");
+    expect(menus).toHaveLength(5);
+    const button = menus[1];
+    expect(button.getAttribute("aria-label")).toBe("Actions for hp-pilot-01");
+    expect(button.getAttribute("aria-haspopup")).toBe("menu");
+
+    button.click();
+    await waitFor(() => expect(document.activeElement?.getAttribute("data-testid")).toBe("pool-rollout"));
+    expect(button.getAttribute("aria-expanded")).toBe("true");
+    byTestId(view.target, "pool-rollout")[0].click();
+    expect(onrollout).toHaveBeenCalledWith(expect.objectContaining({ name: "hp-pilot-01" }), "Pilot");
+    await waitFor(() => expect(byTestId(view.target, "pool-rollout")).toHaveLength(0));
+    expect(document.activeElement).toBe(button);
+
+    // Keyboard: ArrowDown opens on the first item, ArrowDown moves, Escape closes back to the button.
+    button.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    await waitFor(() => expect(document.activeElement?.getAttribute("data-testid")).toBe("pool-rollout"));
+    document.activeElement!.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    expect(document.activeElement?.getAttribute("data-testid")).toBe("pool-rollback");
+    document.activeElement!.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+    await waitFor(() => expect(byTestId(view.target, "pool-rollback")).toHaveLength(0));
+    expect(document.activeElement).toBe(button);
+
+    button.click();
+    (await waitFor(() => byTestId(view.target, "pool-rollback")[0]!)).click();
+    expect(onrollback).toHaveBeenCalledWith(expect.objectContaining({ name: "hp-pilot-01" }));
+    expect(onopenpool).not.toHaveBeenCalled();
+  });
+
+  it("has no menu when nothing can be started from the board", () => {
+    const { target } = renderBoard();
+    expect(byTestId(target, "pool-menu")).toHaveLength(0);
   });
 });

@@ -1,0 +1,260 @@
+//! Rollouts end to end against the simulated tenant (fast clock): replace a pool's hosts, keep capacity, roll
+//! back, and survive the app being killed mid-way.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringmaster_azure::{simulated_tenant_client, RetryPolicy};
+use ringmaster_engine::{
+    CapacityLimit, DrainMode, Engine, ExecutorConfig, RolloutPolicy, RolloutState, RolloutView, TenantConnection,
+};
+use ringmaster_sim::{Seed, SimConfig, SimHandle};
+use ringmaster_store::Store;
+use serde_json::Value;
+
+const TIME_SCALE: f64 = 2000.0;
+
+fn policy_for_tests() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        min_poll: Duration::from_millis(30),
+        max_poll: Duration::from_millis(500),
+        ..RetryPolicy::default()
+    }
+}
+
+fn connection(sim: &SimHandle) -> TenantConnection {
+    let r = &sim.ready;
+    let ca = std::fs::read(&r.ca_cert).unwrap();
+    let client = simulated_tenant_client(
+        &r.arm,
+        &r.login,
+        &ca,
+        &r.tenant_id,
+        &r.client_id,
+        &r.client_secret,
+        policy_for_tests(),
+    )
+    .unwrap();
+    TenantConnection {
+        client,
+        mode: "demo".into(),
+        tenant_id: r.tenant_id.clone(),
+        tenant_name: r.tenant_name.clone(),
+        cloud: "Simulated".into(),
+        authority_host: r.login.clone(),
+        executor: ExecutorConfig::for_time_scale(TIME_SCALE),
+    }
+}
+
+async fn start_sim() -> SimHandle {
+    ringmaster_sim::start(SimConfig {
+        seed: Seed::Demo,
+        time_scale: TIME_SCALE,
+        validate_specs: ringmaster_sim::spec::spec_dir_for_tests(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn stats(sim: &SimHandle) -> Value {
+    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
+    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
+    http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap()
+}
+
+fn policy(hosts: u32) -> RolloutPolicy {
+    RolloutPolicy {
+        capacity: CapacityLimit::Hosts { hosts },
+        drain_mode: DrainMode::ForceLogoff,
+        logoff_delay_minutes: 5,
+        message: "Updating this desktop; please save your work.".into(),
+        max_failures: 1,
+        canary: true,
+    }
+}
+
+fn pilot_pool(sim: &SimHandle) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/rg-avd-pilot/providers/Microsoft.DesktopVirtualization/hostPools/hp-pilot-weu",
+        sim.ready.subscriptions[1]
+    )
+}
+
+async fn wait_finished(engine: &Engine, id: &str, limit: Duration) -> RolloutView {
+    let started = Instant::now();
+    loop {
+        let v = engine.rollout(id).unwrap();
+        if !matches!(v.state, RolloutState::Running) {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "rollout still running after {limit:?}: {:?}", v.stages);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn versions_of_pool(engine: &Engine, pool: &str) -> Vec<(String, u32)> {
+    let board = engine.board().unwrap();
+    let card = board.rings.iter().flat_map(|r| &r.pools).find(|p| p.id.eq_ignore_ascii_case(pool)).unwrap();
+    card.versions.iter().map(|v| (v.version.clone(), v.hosts)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_is_replaced_within_capacity_then_rolled_back() {
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("r.db")).unwrap()));
+    engine.connect(connection(&sim));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = pilot_pool(&sim);
+
+    // No history yet: known-good is the newest release published to Prod before what the pool runs.
+    assert_eq!(engine.last_known_good(&pool).unwrap().as_deref(), Some("2026.1105.1"));
+    let plan = engine.plan_rollout(&pool, "2026.1127.1", &policy(3)).unwrap();
+    assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
+    assert_eq!(plan.hosts.len(), 10);
+    assert_eq!(plan.max_out_of_service, 3);
+
+    let view = engine.start_rollout(&pool, "2026.1127.1", &policy(3)).await.unwrap();
+    let done = wait_finished(&engine, &view.id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?} {:?}", done.reason, done.events.last());
+    assert_eq!(done.done, 10);
+
+    engine.refresh(&|_| {}).await.unwrap();
+    assert_eq!(versions_of_pool(&engine, &pool), [("2026.1127.1".to_string(), 10)]);
+    let s = stats(&sim).await;
+    let max_out = s["maxOutOfService"].as_object().unwrap();
+    let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
+    assert!(pool_max.unwrap_or(0) <= 3, "capacity cap kept: {s}");
+    assert_eq!(s["vmCreates"], 10, "one VM per replaced host: {s}");
+    assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
+
+    // One click back to the last known-good release.
+    assert_eq!(engine.last_known_good(&pool).unwrap().as_deref(), Some("2026.1120.2"));
+    let back = engine.rollback(&pool, &policy(3)).await.unwrap();
+    assert_eq!(back.kind, "rollback");
+    let back = wait_finished(&engine, &back.id, Duration::from_secs(120)).await;
+    assert_eq!(back.state, RolloutState::Completed, "{:?}", back.reason);
+    engine.refresh(&|_| {}).await.unwrap();
+    assert_eq!(versions_of_pool(&engine, &pool), [("2026.1120.2".to_string(), 10)]);
+    let list = engine.rollouts().unwrap();
+    assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn a_rollout_killed_mid_way_resumes_without_duplicates() {
+    // The tenant lives on its own runtime; each "process" of the app gets another, the first dropped abruptly
+    // mid-rollout as a killed app would be.
+    let tenant_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let sim = tenant_rt.block_on(start_sim());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    let pool = pilot_pool(&sim);
+
+    let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let id = first.block_on(async {
+        let engine = Engine::new(Arc::new(Store::open(&db).unwrap()));
+        engine.connect(connection(&sim));
+        engine.refresh(&|_| {}).await.unwrap();
+        let v = engine.start_rollout(&pool, "2026.1127.1", &policy(2)).await.unwrap();
+        let started = Instant::now();
+        loop {
+            let now = engine.rollout(&v.id).unwrap();
+            if now.done >= 2 || started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        v.id
+    });
+    first.shutdown_background();
+
+    let second = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    second.block_on(async {
+        let engine = Engine::new(Arc::new(Store::open(&db).unwrap()));
+        let before = engine.store().rollout(&id).unwrap().unwrap();
+        assert_eq!(before.state, "running");
+        engine.connect(connection(&sim));
+        let done = wait_finished(&engine, &id, Duration::from_secs(120)).await;
+        assert_eq!(done.state, RolloutState::Completed, "{:?} {:?}", done.reason, done.events.last());
+        assert!(done.events.iter().any(|e| e.message.contains("Resuming after a restart")));
+        engine.refresh(&|_| {}).await.unwrap();
+        assert_eq!(versions_of_pool(&engine, &pool), [("2026.1127.1".to_string(), 10)]);
+        let s = stats(&sim).await;
+        assert_eq!(s["vmCreates"], 10, "no duplicate VMs: {s}");
+        assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+        assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    });
+    second.shutdown_background();
+    tenant_rt.shutdown_background();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_that_never_provisions_stops_the_rollout_with_a_reason_and_retry_works() {
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("f.db")).unwrap()));
+    engine.connect(connection(&sim));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = pilot_pool(&sim);
+    let plan = engine.plan_rollout(&pool, "2026.1127.1", &policy(2)).unwrap();
+    let canary = plan.hosts[0].name.split('.').next().unwrap().to_string();
+    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
+    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
+    let r = http
+        .post(format!("{}/_sim/faults", sim.ready.arm))
+        .json(&serde_json::json!({"failProvisioning": [canary]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    let v = engine.start_rollout(&pool, "2026.1127.1", &policy(2)).await.unwrap();
+    let failed = wait_finished(&engine, &v.id, Duration::from_secs(60)).await;
+    assert_eq!(failed.state, RolloutState::Failed);
+    let reason = failed.reason.clone().unwrap();
+    assert!(reason.contains("1 host(s) failed"), "{reason}");
+    assert_eq!(failed.done, 0, "the canary failed, so nothing else started");
+    assert_eq!(failed.hosts.iter().filter(|h| h.stage == ringmaster_engine::HostStage::Queued).count(), 9);
+    let bad = failed.hosts.iter().find(|h| h.error.is_some()).unwrap();
+    assert!(bad.name.starts_with(&canary));
+
+    // Clear the fault and retry: the canary is replaced and the rest follows.
+    http.post(format!("{}/_sim/faults", sim.ready.arm)).json(&serde_json::json!({})).send().await.unwrap();
+    engine.retry_rollout(&v.id).unwrap();
+    let done = wait_finished(&engine, &v.id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.reason);
+}
+
+#[tokio::test]
+async fn pause_and_abort_leave_no_host_half_done() {
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("p.db")).unwrap()));
+    engine.connect(connection(&sim));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = pilot_pool(&sim);
+    let v = engine.start_rollout(&pool, "2026.1127.1", &policy(2)).await.unwrap();
+    engine.pause_rollout(&v.id).unwrap();
+    let paused = loop {
+        let p = engine.rollout(&v.id).unwrap();
+        if !p.hosts.iter().any(|h| h.stage.in_flight()) {
+            break p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(paused.state, RolloutState::Paused);
+    assert!(paused.done <= 1, "only the canary could finish");
+    engine.abort_rollout(&v.id).unwrap();
+    let aborted = engine.rollout(&v.id).unwrap();
+    assert_eq!(aborted.state, RolloutState::Aborted);
+    assert!(aborted.hosts.iter().all(|h| !h.stage.in_flight()));
+    assert!(aborted.hosts.iter().any(|h| h.stage == ringmaster_engine::HostStage::Skipped));
+    let s = stats(&sim).await;
+    assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "no host left drained: {s}");
+}
