@@ -39,9 +39,14 @@ impl Mode {
 pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>), String> {
     match mode {
         Mode::Demo => {
-            // The demo tenant's clock runs 60x: a host replacement takes seconds, a rollout minutes.
-            const DEMO_TIME_SCALE: f64 = 60.0;
-            let config = SimConfig { time_scale: DEMO_TIME_SCALE, ..SimConfig::default() };
+            // The demo tenant's clock runs 60x by default: a host replacement takes seconds, a rollout minutes.
+            // RINGMASTER_DEMO_TIME_SCALE changes it (the end-to-end test runs faster).
+            let time_scale = std::env::var("RINGMASTER_DEMO_TIME_SCALE")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && (1.0..=100_000.0).contains(v))
+                .unwrap_or(60.0);
+            let config = SimConfig { time_scale, ..SimConfig::default() };
             let sim = ringmaster_sim::start(config).await.map_err(|e| e.to_string())?;
             let ready = sim.ready.clone();
             let ca = std::fs::read(&ready.ca_cert).map_err(|e| format!("sim CA: {e}"))?;
@@ -63,7 +68,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     tenant_name: ready.tenant_name.clone(),
                     cloud: "Simulated tenant (built in)".into(),
                     authority_host: ready.login.clone(),
-                    executor: ExecutorConfig::for_time_scale(DEMO_TIME_SCALE),
+                    executor: ExecutorConfig::for_time_scale(time_scale),
                 },
                 Some(sim),
             ))

@@ -36,7 +36,7 @@ async function waitForDriver(port) {
 before(async () => {
   const port = 4444;
   driver = spawn(process.env.TAURI_DRIVER ?? "tauri-driver", ["--port", String(port)], {
-    env: { ...process.env, RINGMASTER_DATA_DIR: dataDir, RINGMASTER_TENANT: "demo" },
+    env: { ...process.env, RINGMASTER_DATA_DIR: dataDir, RINGMASTER_TENANT: "demo", RINGMASTER_DEMO_TIME_SCALE: "1200" },
     stdio: ["ignore", "inherit", "inherit"],
   });
   await waitForDriver(port);
@@ -91,4 +91,55 @@ test("the hosts view lists every session host from SQLite", async () => {
     timeoutMsg: "the hosts view never showed 226 hosts",
   });
   await browser.saveScreenshot(path.join(artifacts, "hosts.png"));
+});
+
+async function openPoolMenu(pool) {
+  await browser.$('[data-testid="nav-rings"]').click();
+  const menu = browser.$(`[data-testid="pool-menu"][aria-label="Actions for ${pool}"]`);
+  await menu.waitForClickable({ timeout: 15_000 });
+  await menu.click();
+}
+
+async function waitForRolloutState(state, timeout) {
+  await browser.waitUntil(
+    async () => (await browser.$('[data-testid="rollout-detail"]').getAttribute("data-state")) === state,
+    { timeout, interval: 500, timeoutMsg: `the rollout never reached ${state}` },
+  );
+}
+
+test("a rollout and a one-click rollback run to completion in the real window", async () => {
+  // Roll the Test pool out to an older, fully replicated release.
+  await openPoolMenu("hp-test-weu");
+  await browser.$('[data-testid="pool-rollout"]').click();
+  const choice = browser.$('[data-testid="version-picker"] input[value="2026.1120.2"]');
+  await choice.waitForExist({ timeout: 15_000 });
+  await choice.click();
+  const start = browser.$('[data-testid="start-rollout"]');
+  await browser.waitUntil(async () => await start.isEnabled(), { timeout: 15_000, timeoutMsg: "Start stayed disabled" });
+  await start.click();
+  await browser.$('[data-testid="rollouts-view"]').waitForExist({ timeout: 15_000 });
+  await waitForRolloutState("completed", 120_000);
+  const tiles = await browser.$$('[data-testid="rollout-host"]');
+  assert.equal(tiles.length, 4);
+  for (const tile of tiles) assert.equal(await tile.getAttribute("data-stage"), "done");
+  await browser.saveScreenshot(path.join(artifacts, "rollout-completed.png"));
+
+  // One click back to the release the pool ran before.
+  await openPoolMenu("hp-test-weu");
+  await browser.$('[data-testid="pool-rollback"]').click();
+  const summary = browser.$('[data-testid="rollback-summary"]');
+  await summary.waitForExist({ timeout: 15_000 });
+  await browser.waitUntil(async () => /2026\.1127\.1/.test(await summary.getText()), {
+    timeout: 15_000,
+    timeoutMsg: "the rollback did not name 2026.1127.1",
+  });
+  const confirm = browser.$('[data-testid="confirm-rollback"]');
+  await browser.waitUntil(async () => await confirm.isEnabled(), { timeout: 15_000 });
+  await confirm.click();
+  await browser.waitUntil(
+    async () => /Rollback/i.test(await browser.$('[data-testid="rollout-detail"]').getText()),
+    { timeout: 15_000, timeoutMsg: "the rollback's detail never showed" },
+  );
+  await waitForRolloutState("completed", 120_000);
+  await browser.saveScreenshot(path.join(artifacts, "rollback-completed.png"));
 });

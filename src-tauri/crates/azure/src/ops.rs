@@ -65,8 +65,12 @@ pub async fn send_message(
 ) -> Result<(), AzureError> {
     let url =
         client.url(&format!("{host_pool_id}/sessionHosts/{name}/userSessions/{session_id}/sendMessage"), &dv())?;
-    client.send(Method::POST, url, Some(&json!({"messageTitle": title, "messageBody": body}))).await?;
-    Ok(())
+    // A user who logged off between listing and messaging needs no message.
+    match client.send(Method::POST, url, Some(&json!({"messageTitle": title, "messageBody": body}))).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Log a user off (force). Already gone counts as done.

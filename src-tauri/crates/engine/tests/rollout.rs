@@ -258,3 +258,32 @@ async fn pause_and_abort_leave_no_host_half_done() {
     let s = stats(&sim).await;
     assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "no host left drained: {s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_completes_through_5xx_errors_and_a_429_storm() {
+    let sim = start_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("storm.db")).unwrap()));
+    engine.connect(connection(&sim));
+    engine.refresh(&|_| {}).await.unwrap();
+    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
+    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
+    // 5 % of every request fails with 503, and a burst of 429s (Retry-After 1 s) lands on the way.
+    let faults = serde_json::json!({"rules": [
+        {"operation": "*", "kind": "status", "status": 503, "probability": 0.05},
+        {"operation": "*", "kind": "throttle", "retryAfterS": 1, "probability": 0.03, "count": 10}
+    ]});
+    let r = http.post(format!("{}/_sim/faults", sim.ready.arm)).json(&faults).send().await.unwrap();
+    assert!(r.status().is_success());
+    let pool = pilot_pool(&sim);
+    let v = engine.start_rollout(&pool, "2026.1127.1", &policy(3)).await.unwrap();
+    let done = wait_finished(&engine, &v.id, Duration::from_secs(180)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?} {:?}", done.reason, done.events.last());
+    let s = stats(&sim).await;
+    assert!(s["errorsInjected"].as_u64().unwrap() > 0, "faults were injected: {s}");
+    assert_eq!(s["vmCreates"], 10, "retries created no duplicate VM: {s}");
+    assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    let max_out = s["maxOutOfService"].as_object().unwrap();
+    let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
+    assert!(pool_max.unwrap_or(0) <= 3, "capacity cap kept: {s}");
+}
