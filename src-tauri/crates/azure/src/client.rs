@@ -397,7 +397,8 @@ impl ArmClient {
         let started = tokio::time::Instant::now();
         let operation = format!("{} {}", method, url.path());
         if let Some(op_url) = async_op {
-            let mut wait = self.poll_wait(&first);
+            let mut polls = 0u32;
+            let mut wait = self.poll_wait(&first, polls);
             let mut op_url = self.url(&op_url, &[])?;
             loop {
                 self.check_lro_deadline(started, &operation)?;
@@ -417,7 +418,8 @@ impl ArmClient {
                         });
                     }
                     _ => {
-                        wait = self.poll_wait(&r);
+                        polls += 1;
+                        wait = self.poll_wait(&r, polls);
                         if let Some(next) = r.header("azure-asyncoperation") {
                             op_url = self.url(&next, &[])?;
                         }
@@ -443,14 +445,16 @@ impl ArmClient {
                 || first.status == StatusCode::CREATED
                 || first.status == StatusCode::OK
             {
-                let mut wait = self.poll_wait(&first);
+                let mut polls = 0u32;
+                let mut wait = self.poll_wait(&first, polls);
                 let mut loc_url = self.url(&loc, &[])?;
                 loop {
                     self.check_lro_deadline(started, &operation)?;
                     tokio::time::sleep(wait).await;
                     let r = self.send(Method::GET, loc_url.clone(), None).await?;
                     if r.status == StatusCode::ACCEPTED {
-                        wait = self.poll_wait(&r);
+                        polls += 1;
+                        wait = self.poll_wait(&r, polls);
                         if let Some(next) = r.header("location") {
                             loc_url = self.url(&next, &[])?;
                         }
@@ -463,8 +467,13 @@ impl ArmClient {
         Ok(if first.body.is_empty() { None } else { Some(first.json("response")?) })
     }
 
-    fn poll_wait(&self, r: &ArmResponse) -> Duration {
-        retry_after(&r.headers).unwrap_or(Duration::from_secs(10)).clamp(self.policy.min_poll, self.policy.max_poll)
+    /// The service's `Retry-After` when it gives one; when it says 0 or nothing, back off from the minimum,
+    /// doubling per poll, so a long operation costs a handful of polls rather than hundreds.
+    fn poll_wait(&self, r: &ArmResponse, polls: u32) -> Duration {
+        match retry_after(&r.headers) {
+            Some(d) if !d.is_zero() => d.clamp(self.policy.min_poll, self.policy.max_poll),
+            _ => self.policy.min_poll.saturating_mul(1u32 << polls.min(16)).min(self.policy.max_poll),
+        }
     }
 
     fn check_lro_deadline(&self, started: tokio::time::Instant, operation: &str) -> Result<(), AzureError> {

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ringmaster_azure::{simulated_tenant_client, ArmClient, RetryPolicy};
-use ringmaster_engine::{snapshot_of, Engine};
+use ringmaster_engine::{
+    snapshot_of, CapacityLimit, DrainMode, Engine, ExecutorConfig, RolloutPolicy, RolloutState, TenantConnection,
+};
 use ringmaster_sim::{Seed, SimConfig};
 use ringmaster_store::Store;
 
@@ -29,8 +31,10 @@ async fn refresh(client: &ArmClient, via_graph: bool, db: &std::path::Path) -> a
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("inventory") {
-        bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]");
+    match args.first().map(String::as_str) {
+        Some("inventory") => {}
+        Some("rollout") => return rollout(&args[1..]).await,
+        _ => bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]\n       ringmaster-bench rollout [--hosts N] [--cap K] [--time-scale X]"),
     }
     let mut seed = Seed::Large;
     let mut latency_ms = 30;
@@ -104,6 +108,125 @@ async fn main() -> anyhow::Result<()> {
             "wall_ms": graph.wall.as_millis() as u64,
             "baseline_requests": baseline.requests,
             "baseline_wall_ms": baseline.wall.as_millis() as u64,
+        })
+    );
+    sim.shutdown();
+    Ok(())
+}
+
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> anyhow::Result<T> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => {
+            args.get(i + 1).and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("{name} needs a valid value"))
+        }
+        None => Ok(default),
+    }
+}
+
+/// `rollout --hosts 1000 --cap 50`: the real executor replaces a pool of N hosts in the simulated tenant, whose
+/// clock runs `--time-scale` times faster; figures are in tenant (simulated) seconds.
+async fn rollout(args: &[String]) -> anyhow::Result<()> {
+    let hosts: usize = flag(args, "--hosts", 1000)?;
+    let cap: u32 = flag(args, "--cap", 50)?;
+    let scale: f64 = flag(args, "--time-scale", 300.0)?;
+    let sim =
+        ringmaster_sim::start(SimConfig { seed: Seed::Rollout(hosts), time_scale: scale, ..SimConfig::default() })
+            .await?;
+    let r = sim.ready.clone();
+    let ca = std::fs::read(&r.ca_cert)?;
+    // Poll as against Azure, whose Retry-After is typically 10-30 s: 15 to 60 tenant seconds between polls.
+    let policy_client = RetryPolicy {
+        min_poll: Duration::from_secs_f64(15.0 / scale),
+        max_poll: Duration::from_secs_f64(60.0 / scale),
+        ..RetryPolicy::default()
+    };
+    let client =
+        simulated_tenant_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.client_id, &r.client_secret, policy_client)?;
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("rollout.db"))?));
+    engine.connect(TenantConnection {
+        client: client.clone(),
+        mode: "bench".into(),
+        tenant_id: r.tenant_id.clone(),
+        tenant_name: r.tenant_name.clone(),
+        cloud: "Simulated".into(),
+        authority_host: r.login.clone(),
+        executor: ExecutorConfig::for_time_scale(scale),
+    });
+    engine.refresh(&|_| {}).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let pool = format!(
+        "/subscriptions/{}/resourceGroups/rg-avd-prod/providers/Microsoft.DesktopVirtualization/hostPools/hp-prod-bench",
+        r.subscriptions[0]
+    );
+    let policy = RolloutPolicy {
+        capacity: CapacityLimit::Hosts { hosts: cap },
+        drain_mode: DrainMode::ForceLogoff,
+        logoff_delay_minutes: 0,
+        message: "Benchmark rollout".into(),
+        max_failures: 10,
+        canary: false,
+    };
+    let requests_before = client.requests();
+    let throttled_before = client.counters().throttled.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let view = engine.start_rollout(&pool, "2026.1030.1", &policy).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let view = loop {
+        let v = engine.rollout(&view.id).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        if v.state != RolloutState::Running {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let makespan = started.elapsed().as_secs_f64() * scale;
+    if view.state != RolloutState::Completed {
+        bail!("the rollout ended {:?}: {:?}", view.state, view.reason);
+    }
+    let parse = |s: &Option<String>| {
+        s.as_deref().and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+    };
+    // Each host's own duration, in tenant seconds, in replacement order.
+    let durations: Vec<f64> = view
+        .hosts
+        .iter()
+        .filter_map(|h| Some((parse(&h.finished_at)? - parse(&h.started_at)?).as_seconds_f64() * scale))
+        .collect();
+    let k = cap.max(1) as usize;
+    let longest = durations.iter().cloned().fold(0.0, f64::max);
+    let lower_bound = longest.max(durations.iter().sum::<f64>() / k as f64);
+    // The same hosts in lock-step batches of `cap`: each batch waits for its slowest host.
+    let lockstep: f64 = durations.chunks(k).map(|c| c.iter().cloned().fold(0.0, f64::max)).sum();
+    let requests = client.requests() - requests_before;
+    let throttled = client.counters().throttled.load(std::sync::atomic::Ordering::Relaxed) - throttled_before;
+    // Where the requests went, by operation, as the tenant counted them.
+    let http = ringmaster_azure::http_client(Some(&ca))?;
+    let stats: serde_json::Value = http.get(&r.stats).send().await?.json().await?;
+    let mut by_op: Vec<(String, u64)> = stats["requestsByOperation"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .unwrap_or_default();
+    by_op.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    for (op, n) in by_op.iter().take(12) {
+        println!("  {op:<40} {n:>7}  ({:.1} per host)", *n as f64 / hosts as f64);
+    }
+    println!("{hosts} hosts, at most {cap} out of service, tenant clock {scale}x");
+    println!("makespan        : {:>8.0} s (tenant time)", makespan);
+    println!("lower bound     : {:>8.0} s (max(longest host, total work / cap))", lower_bound);
+    println!("lock-step (50s) : {:>8.0} s (same host durations, batches of {cap})", lockstep);
+    println!(
+        "requests        : {requests} ({:.1} per host), 429s received: {throttled}",
+        requests as f64 / hosts as f64
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "hosts": hosts,
+            "cap": cap,
+            "makespan_s": makespan.round(),
+            "lower_bound_s": lower_bound.round(),
+            "ratio": (makespan / lower_bound * 1000.0).round() / 1000.0,
+            "lockstep_makespan_s": lockstep.round(),
+            "requests_per_host": (requests as f64 / hosts as f64 * 10.0).round() / 10.0,
+            "throttled": throttled,
         })
     );
     sim.shutdown();

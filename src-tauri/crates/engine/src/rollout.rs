@@ -922,6 +922,7 @@ impl Rollouts {
 
     async fn verify(&self, ctx: &HostContext, name: &str) -> Result<(), StepError> {
         let started = tokio::time::Instant::now();
+        let mut checks = 0u32;
         loop {
             if let Some(h) = ops::get_session_host(&self.client, &ctx.record.host_pool_id, name).await? {
                 let p = &h["properties"];
@@ -950,7 +951,9 @@ impl Rollouts {
                     request_id: None,
                 });
             }
-            tokio::time::sleep(self.config.poll).await;
+            // Registration takes minutes: check often at first, then less (up to 4x the poll interval).
+            tokio::time::sleep(self.config.poll.saturating_mul(1 << checks.min(2))).await;
+            checks += 1;
         }
     }
 

@@ -301,7 +301,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         specs,
         stats: Mutex::new(Stats::default()),
         faults: Mutex::new(Faults::default()),
-        throttle: Mutex::new(throttle::Throttle::default()),
+        throttle: Mutex::new(throttle::Throttle::new(config.time_scale)),
         signing_key: key,
         tokens_not_before: AtomicI64::new(0),
         arm_base,

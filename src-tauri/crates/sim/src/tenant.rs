@@ -16,6 +16,8 @@ pub enum Seed {
     Demo,
     /// 20 subscriptions, 200 host pools, 10,000 session hosts.
     Large,
+    /// One Prod pool of N hosts (`rollout:N`), for the rollout benchmark.
+    Rollout(usize),
 }
 
 impl std::str::FromStr for Seed {
@@ -24,7 +26,10 @@ impl std::str::FromStr for Seed {
         match s {
             "demo" => Ok(Seed::Demo),
             "large" => Ok(Seed::Large),
-            other => Err(format!("unknown seed '{other}': use demo or large")),
+            other => match other.strip_prefix("rollout:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if (1..=5000).contains(&n) => Ok(Seed::Rollout(n)),
+                _ => Err(format!("unknown seed '{other}': use demo, large or rollout:N (N hosts, 1-5000)")),
+            },
         }
     }
 }
@@ -186,6 +191,7 @@ pub fn build(seed: Seed, clock: &SimClock) -> Tenant {
     let mut t = match seed {
         Seed::Demo => build_demo(clock),
         Seed::Large => build_large(clock),
+        Seed::Rollout(hosts) => build_rollout(clock, hosts),
     };
     // A separate generator, so the seeded hosts, versions and sessions stay what they always were.
     let mut rng = StdRng::seed_from_u64(0x5e55_10c4);
@@ -326,6 +332,26 @@ fn build_large(clock: &SimClock) -> Tenant {
         );
         add_pool(&mut t, &mut rng, clock, &p, &version_ids);
     }
+    t
+}
+
+fn build_rollout(clock: &SimClock, hosts: usize) -> Tenant {
+    let mut rng = StdRng::seed_from_u64(1000);
+    let mut t = Tenant {
+        tenant_id: TENANT_ID.into(),
+        display_name: format!("Northwind (one pool of {hosts})"),
+        subscriptions: vec![sub("3d4e5f60-0001-4c7d-8e9f-3a4b5c6d7e01", "Northwind AVD")],
+        resources: BTreeMap::new(),
+        replication: BTreeMap::new(),
+        sim: Default::default(),
+    };
+    let versions: Vec<VersionSeed<'_>> = vec![
+        ("2026.1030.1", 28, vec![("westeurope", 50, -1, false)]),
+        ("2026.1113.2", 14, vec![("westeurope", 50, -1, false)]),
+    ];
+    let version_ids = add_gallery(&mut t, &mut rng, clock, 0, "rg-avd-images", "gal_avd_northwind", &versions);
+    let p = pool(0, "hp-prod-bench", "rg-avd-prod", "westeurope", Some("prod"), hosts, "bench", vec![(1, 1)]);
+    add_pool(&mut t, &mut rng, clock, &p, &version_ids);
     t
 }
 

@@ -34,10 +34,18 @@ struct Bucket {
     at: Instant,
 }
 
-#[derive(Default)]
 pub struct Throttle {
     buckets: HashMap<(String, String, Kind), Bucket>,
     graph: HashMap<String, (Instant, u32)>,
+    /// The tenant's clock speed: buckets refill in tenant time, so a fast-clocked rollout meets ARM's limits
+    /// as a real one would (and `Retry-After` is given in real seconds).
+    time_scale: f64,
+}
+
+impl Throttle {
+    pub fn new(time_scale: f64) -> Throttle {
+        Throttle { buckets: HashMap::new(), graph: HashMap::new(), time_scale: time_scale.max(1e-9) }
+    }
 }
 
 /// Resource Graph: 15 queries per 5-second window per user.
@@ -57,13 +65,13 @@ impl Throttle {
             .buckets
             .entry((principal.to_string(), scope.to_string(), kind))
             .or_insert(Bucket { tokens: size, at: now });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(size);
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.time_scale * rate).min(size);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             Outcome::Allowed { remaining: b.tokens as u32 }
         } else {
-            let wait = ((1.0 - b.tokens) / rate).ceil().max(1.0);
+            let wait = ((1.0 - b.tokens) / rate / self.time_scale).ceil().max(1.0);
             Outcome::Throttled { retry_after_s: wait as u64 }
         }
     }
