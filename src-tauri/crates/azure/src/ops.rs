@@ -24,6 +24,15 @@ pub fn is_not_found(e: &AzureError) -> bool {
     e.status() == Some(404)
 }
 
+/// For writes whose goal is that something is gone (or no longer needs doing): 404 counts as done.
+fn gone_is_done<T>(r: Result<T, AzureError>) -> Result<(), AzureError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 // ---- AVD ----
 
 pub async fn get_session_host(client: &ArmClient, host_pool_id: &str, name: &str) -> Result<Option<Value>, AzureError> {
@@ -66,11 +75,7 @@ pub async fn send_message(
     let url =
         client.url(&format!("{host_pool_id}/sessionHosts/{name}/userSessions/{session_id}/sendMessage"), &dv())?;
     // A user who logged off between listing and messaging needs no message.
-    match client.send(Method::POST, url, Some(&json!({"messageTitle": title, "messageBody": body}))).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    gone_is_done(client.send(Method::POST, url, Some(&json!({"messageTitle": title, "messageBody": body}))).await)
 }
 
 /// Log a user off (force). Already gone counts as done.
@@ -79,11 +84,7 @@ pub async fn log_off(client: &ArmClient, host_pool_id: &str, name: &str, session
         &format!("{host_pool_id}/sessionHosts/{name}/userSessions/{session_id}"),
         &[("api-version", DESKTOP_VIRTUALIZATION), ("force", "true")],
     )?;
-    match client.send(Method::DELETE, url, None).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    gone_is_done(client.send(Method::DELETE, url, None).await)
 }
 
 /// Remove the session host registration (not the VM). Already gone counts as done.
@@ -92,11 +93,7 @@ pub async fn delete_session_host(client: &ArmClient, host_pool_id: &str, name: &
         &format!("{host_pool_id}/sessionHosts/{name}"),
         &[("api-version", DESKTOP_VIRTUALIZATION), ("force", "true")],
     )?;
-    match client.send(Method::DELETE, url, None).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    gone_is_done(client.send(Method::DELETE, url, None).await)
 }
 
 /// The pool's registration token and its expiry, if it has one.
@@ -144,11 +141,7 @@ pub async fn get_nic(client: &ArmClient, nic_id: &str) -> Result<Option<Value>, 
 
 /// Delete a VM (its OS disk and NIC go with it when their deleteOption is Delete). Already gone is done.
 pub async fn delete_vm(client: &ArmClient, vm_id: &str) -> Result<(), AzureError> {
-    match client.send_lro(Method::DELETE, vm_id, &compute(), None).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    gone_is_done(client.send_lro(Method::DELETE, vm_id, &compute(), None).await)
 }
 
 pub async fn deallocate_vm(client: &ArmClient, vm_id: &str) -> Result<(), AzureError> {
@@ -163,11 +156,7 @@ pub async fn start_vm(client: &ArmClient, vm_id: &str) -> Result<(), AzureError>
 
 /// Delete a NIC left behind (deleteOption was not Delete). Already gone is done.
 pub async fn delete_nic(client: &ArmClient, nic_id: &str) -> Result<(), AzureError> {
-    match client.send_lro(Method::DELETE, nic_id, &[("api-version", NETWORK)], None).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
+    gone_is_done(client.send_lro(Method::DELETE, nic_id, &[("api-version", NETWORK)], None).await)
 }
 
 pub async fn put_nic(client: &ArmClient, nic_id: &str, body: &Value) -> Result<Value, AzureError> {
