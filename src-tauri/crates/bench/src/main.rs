@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("inventory") => {}
         Some("rollout") => return rollout(&args[1..]).await,
+        Some("rollout-worker") => return rollout_worker(&args[1..]).await,
         _ => bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]\n       ringmaster-bench rollout [--hosts N] [--cap K] [--time-scale X]"),
     }
     let mut seed = Seed::Large;
@@ -231,4 +232,80 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
     );
     sim.shutdown();
     Ok(())
+}
+
+fn text_flag(args: &[String], name: &str) -> anyhow::Result<String> {
+    flag::<String>(args, name, String::new()).and_then(
+        |v| {
+            if v.is_empty() {
+                bail!("{name} is required")
+            } else {
+                Ok(v)
+            }
+        },
+    )
+}
+
+/// `rollout-worker`: one "app process" for the crash tests. It connects to a running simulated tenant (from
+/// `--ready FILE`, the sim's ready line; the client secret comes from it, never from argv), resumes whatever
+/// the journal in `--db` holds, starts the rollout if there is none, and exits 0 when it completes.
+async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
+    let ready: ringmaster_sim::ReadyInfo =
+        serde_json::from_str(&std::fs::read_to_string(text_flag(args, "--ready")?)?)?;
+    let db = std::path::PathBuf::from(text_flag(args, "--db")?);
+    let pool = text_flag(args, "--pool")?;
+    let version = text_flag(args, "--version")?;
+    let cap: u32 = flag(args, "--cap", 2)?;
+    let scale: f64 = flag(args, "--time-scale", 1.0)?;
+    let ca = std::fs::read(&ready.ca_cert)?;
+    let policy_client = RetryPolicy {
+        min_poll: Duration::from_millis(30),
+        max_poll: Duration::from_millis(500),
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    };
+    let client = simulated_tenant_client(
+        &ready.arm,
+        &ready.login,
+        &ca,
+        &ready.tenant_id,
+        &ready.client_id,
+        &ready.client_secret,
+        policy_client,
+    )?;
+    let engine = Engine::new(Arc::new(Store::open(&db)?));
+    engine.connect(TenantConnection {
+        client,
+        mode: "worker".into(),
+        tenant_id: ready.tenant_id.clone(),
+        tenant_name: ready.tenant_name.clone(),
+        cloud: "Simulated".into(),
+        authority_host: ready.login.clone(),
+        executor: ExecutorConfig::for_time_scale(scale),
+    });
+    let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
+    let id = match engine.store().rollouts()?.into_iter().next() {
+        Some(r) => r.id,
+        None => {
+            engine.refresh(&|_| {}).await.map_err(err)?;
+            let policy = RolloutPolicy {
+                capacity: CapacityLimit::Hosts { hosts: cap },
+                drain_mode: DrainMode::ForceLogoff,
+                logoff_delay_minutes: 1,
+                message: "Updating this desktop".into(),
+                max_failures: 3,
+                canary: true,
+            };
+            engine.start_rollout(&pool, &version, &policy).await.map_err(err)?.id
+        }
+    };
+    loop {
+        let v = engine.rollout(&id).map_err(err)?;
+        match v.state {
+            RolloutState::Running => tokio::time::sleep(Duration::from_millis(100)).await,
+            RolloutState::Completed => return Ok(()),
+            other => bail!("the rollout ended {other:?}: {:?}", v.reason),
+        }
+    }
 }

@@ -1,0 +1,85 @@
+//! The app killed with SIGKILL at random points of a rollout, and started again each time: the rollout
+//! completes with no duplicate VMs, no orphan NICs or disks, no host left drained, and the capacity cap kept.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use ringmaster_sim::{Seed, SimConfig};
+
+const KILLS: usize = 20;
+const CAP: u64 = 2;
+
+fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ringmaster-bench"))
+        .args(["rollout-worker", "--ready"])
+        .arg(ready)
+        .arg("--db")
+        .arg(db)
+        .args(["--pool", pool, "--version", "2026.1127.1", "--cap", &CAP.to_string(), "--time-scale", "500"])
+        .spawn()
+        .expect("worker starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twenty_times_the_rollout_still_completes_cleanly() {
+    let sim = ringmaster_sim::start(SimConfig {
+        seed: Seed::Demo,
+        time_scale: 500.0,
+        validate_specs: ringmaster_sim::spec::spec_dir_for_tests(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    std::fs::write(&ready, serde_json::to_string(&sim.ready).unwrap()).unwrap();
+    let db = dir.path().join("app.db");
+    let pool = format!(
+        "/subscriptions/{}/resourceGroups/rg-avd-pilot/providers/Microsoft.DesktopVirtualization/hostPools/hp-pilot-weu",
+        sim.ready.subscriptions[1]
+    );
+
+    let mut kills = 0;
+    let mut finished_early = false;
+    while kills < KILLS {
+        let mut child = worker(&ready, &db, &pool);
+        let wait = Duration::from_millis(rand::rng().random_range(100..600));
+        tokio::time::sleep(wait).await;
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "a worker failed on its own: {status}");
+            finished_early = true;
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    if !finished_early {
+        // Start once more and let it finish.
+        let mut child = worker(&ready, &db, &pool);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < Duration::from_secs(180), "the rollout did not finish after the kills");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(status.success(), "the last worker failed: {status}");
+    }
+    eprintln!("killed {kills} times; finished before the last kill: {finished_early}");
+    assert_eq!(kills, KILLS, "the rollout finished before {KILLS} kills; it needs to run longer");
+
+    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
+    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
+    let s: serde_json::Value = http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["vmCreates"], 10, "exactly one new VM per host, whatever was killed: {s}");
+    assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "no orphan NICs or disks: {s}");
+    assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "no host left drained: {s}");
+    let max_out = s["maxOutOfService"].as_object().unwrap();
+    let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
+    assert!(pool_max.unwrap_or(0) <= CAP, "capacity cap kept across {kills} kills: {s}");
+    assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
+    sim.shutdown();
+}
