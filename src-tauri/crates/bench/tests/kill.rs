@@ -23,6 +23,19 @@ fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twenty_times_the_rollout_still_completes_cleanly() {
+    killed_twenty_times(serde_json::json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twenty_times_under_5xx_errors_and_a_429_storm() {
+    killed_twenty_times(serde_json::json!({"rules": [
+        {"operation": "*", "kind": "status", "status": 503, "probability": 0.05},
+        {"operation": "*", "kind": "throttle", "retryAfterS": 1, "probability": 0.05, "count": 15}
+    ]}))
+    .await;
+}
+
+async fn killed_twenty_times(faults: serde_json::Value) {
     let sim = ringmaster_sim::start(SimConfig {
         seed: Seed::Demo,
         time_scale: 500.0,
@@ -39,6 +52,11 @@ async fn killed_twenty_times_the_rollout_still_completes_cleanly() {
         "/subscriptions/{}/resourceGroups/rg-avd-pilot/providers/Microsoft.DesktopVirtualization/hostPools/hp-pilot-weu",
         sim.ready.subscriptions[1]
     );
+
+    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
+    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
+    let r = http.post(format!("{}/_sim/faults", sim.ready.arm)).json(&faults).send().await.unwrap();
+    assert!(r.status().is_success());
 
     let mut kills = 0;
     let mut finished_early = false;
@@ -71,8 +89,6 @@ async fn killed_twenty_times_the_rollout_still_completes_cleanly() {
     eprintln!("killed {kills} times; finished before the last kill: {finished_early}");
     assert_eq!(kills, KILLS, "the rollout finished before {KILLS} kills; it needs to run longer");
 
-    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
-    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
     let s: serde_json::Value = http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap();
     assert_eq!(s["vmCreates"], 10, "exactly one new VM per host, whatever was killed: {s}");
     assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "no orphan NICs or disks: {s}");
