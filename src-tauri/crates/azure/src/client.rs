@@ -78,6 +78,8 @@ pub struct ClientCounters {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
+    /// Writes held back to stay inside ARM's write limits.
+    pub paced: AtomicU64,
     /// Azure's clock minus ours, in milliseconds, from the last response's `Date` header.
     pub server_clock_offset_ms: std::sync::atomic::AtomicI64,
 }
@@ -90,6 +92,59 @@ pub struct ArmClient {
     credential: Arc<dyn TokenSource>,
     policy: RetryPolicy,
     counters: Arc<ClientCounters>,
+    pacer: Arc<std::sync::Mutex<WritePacer>>,
+}
+
+/// What ARM last said is left of each subscription's write and delete buckets
+/// (`x-ms-ratelimit-remaining-subscription-writes|deletes`), so writes slow down before ARM says 429.
+#[derive(Default)]
+struct WritePacer {
+    remaining: std::collections::HashMap<(String, bool), (f64, std::time::Instant)>,
+}
+
+/// ARM refills write and delete buckets at 10 a second; keep this many in reserve for other callers.
+const WRITE_REFILL_PER_S: f64 = 10.0;
+const WRITE_RESERVE: f64 = 10.0;
+
+impl WritePacer {
+    fn key(url: &Url, method: &Method) -> Option<(String, bool)> {
+        if *method == Method::GET || url.path().starts_with("/providers/Microsoft.ResourceGraph") {
+            return None;
+        }
+        let mut segs = url.path().split('/').filter(|s| !s.is_empty());
+        match (segs.next(), segs.next()) {
+            (Some(s), Some(sub)) if s.eq_ignore_ascii_case("subscriptions") => {
+                Some((sub.to_ascii_lowercase(), *method == Method::DELETE))
+            }
+            _ => None,
+        }
+    }
+
+    /// How long to wait before this write so the bucket keeps its reserve.
+    fn delay(&mut self, key: &(String, bool)) -> Duration {
+        let Some((left, at)) = self.remaining.get_mut(key) else { return Duration::ZERO };
+        let now = std::time::Instant::now();
+        let estimate = *left + now.duration_since(*at).as_secs_f64() * WRITE_REFILL_PER_S;
+        // Count this write against the estimate so concurrent writers spread out.
+        *left = estimate - 1.0;
+        *at = now;
+        if estimate >= WRITE_RESERVE {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((WRITE_RESERVE - estimate) / WRITE_REFILL_PER_S)
+        }
+    }
+
+    fn observe(&mut self, key: (String, bool), headers: &HeaderMap) {
+        let name = if key.1 {
+            "x-ms-ratelimit-remaining-subscription-deletes"
+        } else {
+            "x-ms-ratelimit-remaining-subscription-writes"
+        };
+        if let Some(left) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+            self.remaining.insert(key, (left, std::time::Instant::now()));
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,6 +211,7 @@ impl ArmClient {
             credential,
             policy,
             counters: Arc::new(ClientCounters::default()),
+            pacer: Arc::default(),
         })
     }
 
@@ -212,6 +268,14 @@ impl ArmClient {
         let mut refreshed = false;
         let mut force_refresh = false;
         loop {
+            let pace_key = WritePacer::key(&url, &method);
+            if let Some(key) = &pace_key {
+                let wait = self.pacer.lock().map(|mut p| p.delay(key)).unwrap_or_default();
+                if !wait.is_zero() {
+                    self.counters.paced.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                }
+            }
             let token = self.credential.token(&self.scope, std::mem::take(&mut force_refresh)).await?;
             let mut req = self
                 .http
@@ -254,6 +318,9 @@ impl ArmClient {
                 }
             };
             self.observe_server_clock(&headers);
+            if let (Some(key), Ok(mut pacer)) = (pace_key, self.pacer.lock()) {
+                pacer.observe(key, &headers);
+            }
             if status.is_success() {
                 return Ok(ArmResponse { status, headers, body: bytes, request_id });
             }

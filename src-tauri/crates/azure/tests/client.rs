@@ -352,3 +352,23 @@ async fn azure_clock_is_read_from_the_date_header() {
     let ahead = client.server_now() - time::OffsetDateTime::now_utc();
     assert!(ahead > time::Duration::minutes(60), "server clock ahead by {ahead}");
 }
+
+#[tokio::test]
+async fn writes_are_paced_to_stay_inside_arm_write_limits() {
+    let t = common::sim(Seed::Demo, 25).await;
+    let client = t.client();
+    let noop = |_p: inventory::Progress| {};
+    let inv = inventory::fetch_via_graph(&client, &noop).await.unwrap();
+    let prod: Vec<_> = inv.session_hosts.iter().filter(|h| h.host_pool_id.contains("rg-avd-prod")).collect();
+    assert_eq!(prod.len(), 200);
+    // 230 writes in one subscription: more than ARM's bucket of 200, refilling at 10 a second.
+    for h in prod.iter().cycle().take(230) {
+        ringmaster_azure::ops::set_allow_new_session(&client, &h.host_pool_id, &h.name, h.allow_new_session)
+            .await
+            .unwrap();
+    }
+    let c = client.counters();
+    assert_eq!(c.throttled.load(std::sync::atomic::Ordering::Relaxed), 0, "no 429 received");
+    assert!(c.paced.load(std::sync::atomic::Ordering::Relaxed) > 0, "the client slowed down instead");
+    assert_eq!(t.stats().await["throttled"], 0);
+}

@@ -69,8 +69,10 @@ impl ExecutorConfig {
         ExecutorConfig {
             minute: s(d.minute),
             poll: s(d.poll).max(Duration::from_millis(50)),
-            verify_timeout: s(d.verify_timeout),
-            logoff_timeout: s(d.logoff_timeout),
+            // However fast the tenant's clock, never give up on a host in less than a minute of wall time: a
+            // busy machine must not turn into a failed host.
+            verify_timeout: s(d.verify_timeout).max(Duration::from_secs(60)),
+            logoff_timeout: s(d.logoff_timeout).max(Duration::from_secs(60)),
         }
     }
 }
@@ -944,10 +946,9 @@ impl Rollouts {
             }
             if started.elapsed() > self.config.verify_timeout {
                 return Err(StepError {
-                    message: format!(
-                        "the host did not register as Available within {} minutes (agent or health checks)",
-                        (self.config.verify_timeout.as_secs_f64() / self.config.minute.as_secs_f64()).round()
-                    ),
+                    message: "the host did not register as Available in time: check the AVD agent and the session host health \
+                              checks"
+                        .into(),
                     request_id: None,
                 });
             }
