@@ -267,6 +267,7 @@ impl ArmClient {
         let mut throttle_waits = 0u32;
         let mut refreshed = false;
         let mut force_refresh = false;
+        let mut conflict_waits = 0u32;
         loop {
             let pace_key = WritePacer::key(&url, &method);
             if let Some(key) = &pace_key {
@@ -346,7 +347,20 @@ impl ArmClient {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Err(arm_error(status, &headers, &bytes, request_id));
+            let err = arm_error(status, &headers, &bytes, request_id);
+            // Another operation holds the resource (a resumed rollout meets the one it started before a
+            // crash): Azure's answer is to retry once that operation ends.
+            if status == StatusCode::CONFLICT
+                && matches!(err.code().as_str(), "RetryableErrorDueToAnotherOperation" | "AnotherOperationInProgress")
+                && conflict_waits < self.policy.max_throttle_waits * 4
+            {
+                conflict_waits += 1;
+                let wait = retry_after(&headers).unwrap_or_else(|| self.backoff(conflict_waits.min(6)));
+                tracing::info!(target: "arm", "{} {}: {}; waiting {:?}", method, url.path(), err.code(), wait);
+                tokio::time::sleep(wait.min(self.policy.max_delay)).await;
+                continue;
+            }
+            return Err(err);
         }
     }
 
@@ -498,6 +512,8 @@ impl ArmClient {
                     let r = self.send(Method::GET, url, None).await?;
                     Ok(Some(r.json("resource after operation")?))
                 }
+                // A finished delete has nothing more to say.
+                Method::DELETE => Ok(None),
                 _ => match location {
                     Some(loc) => {
                         let r = self.send(Method::GET, self.url(&loc, &[])?, None).await?;

@@ -305,7 +305,11 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
         match v.state {
             RolloutState::Running => tokio::time::sleep(Duration::from_millis(100)).await,
             RolloutState::Completed => return Ok(()),
-            other => bail!("the rollout ended {other:?}: {:?}", v.reason),
+            other => {
+                let failed: Vec<String> =
+                    v.hosts.iter().filter_map(|h| h.error.as_ref().map(|e| format!("{}: {e}", h.name))).collect();
+                bail!("the rollout ended {other:?}: {:?}; {}", v.reason, failed.join("; "))
+            }
         }
     }
 }

@@ -779,8 +779,10 @@ impl Rollouts {
             match stage {
                 HostStage::Queued | HostStage::Draining => {
                     self.enter(ctx, &name, HostStage::Draining, "Draining: no new sessions")?;
-                    if ops::get_session_host(&self.client, &pool, &name).await?.is_some() {
-                        ops::set_allow_new_session(&self.client, &pool, &name, false).await?;
+                    // A host already unregistered (a resumed rollout, a host that died) has nothing to drain.
+                    match ops::set_allow_new_session(&self.client, &pool, &name, false).await {
+                        Err(e) if !ops::is_not_found(&e) => return Err(e.into()),
+                        _ => {}
                     }
                     stage = HostStage::WaitingForLogoff;
                 }
