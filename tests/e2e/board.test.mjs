@@ -124,7 +124,11 @@ test("a rollout and a one-click rollback run to completion in the real window", 
   for (const tile of tiles) assert.equal(await tile.getAttribute("data-stage"), "done");
   await browser.saveScreenshot(path.join(artifacts, "rollout-completed.png"));
 
-  // One click back to the release the pool ran before.
+  // One click back to the release the pool ran before (once the refresh the finished rollout started is done).
+  await browser.waitUntil(async () => /Refresh/.test(await browser.$('[data-testid="refresh-button"]').getText()), {
+    timeout: 30_000,
+    timeoutMsg: "the inventory refresh after the rollout never finished",
+  });
   await openPoolMenu("hp-test-weu");
   await browser.$('[data-testid="pool-rollback"]').click();
   const summary = browser.$('[data-testid="rollback-summary"]');

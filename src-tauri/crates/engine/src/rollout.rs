@@ -834,6 +834,12 @@ impl Rollouts {
                 HostStage::Verifying => {
                     self.enter(ctx, &name, HostStage::Verifying, "Waiting for the host to be Available and healthy")?;
                     self.verify(ctx, &name).await?;
+                    self.store.record_host_replaced(
+                        &pool,
+                        &name,
+                        &ctx.record.target_version,
+                        &ctx.record.target_version_id,
+                    )?;
                     self.enter(ctx, &name, HostStage::Done, &format!("Done: running {}", ctx.record.target_version))?;
                     return Ok(());
                 }

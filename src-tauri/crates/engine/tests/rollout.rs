@@ -122,6 +122,8 @@ async fn a_pool_is_replaced_within_capacity_then_rolled_back() {
     let done = wait_finished(&engine, &view.id, Duration::from_secs(120)).await;
     assert_eq!(done.state, RolloutState::Completed, "{:?} {:?}", done.reason, done.events.last());
     assert_eq!(done.done, 10);
+    // The cache already shows what the rollout verified, before any refresh.
+    assert_eq!(versions_of_pool(&engine, &pool), [("2026.1127.1".to_string(), 10)]);
 
     engine.refresh(&|_| {}).await.unwrap();
     assert_eq!(versions_of_pool(&engine, &pool), [("2026.1127.1".to_string(), 10)]);

@@ -566,6 +566,24 @@ impl Store {
         Ok((total, rows.collect::<Result<_, _>>()?))
     }
 
+    /// A host a rollout just verified in Azure: Available, taking sessions, on `version`. Keeps the cache true
+    /// between the rollout's end and the next inventory refresh.
+    pub fn record_host_replaced(
+        &self,
+        host_pool_id: &str,
+        name: &str,
+        version: &str,
+        version_id: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE session_hosts SET image_version = ?3, image_version_id = ?4, status = 'Available',
+               state = 'available', allow_new_session = 1, sessions = 0, failed_checks = ''
+             WHERE lower(host_pool_id) = lower(?1) AND name = ?2",
+            params![host_pool_id, name, version, version_id],
+        )?;
+        Ok(())
+    }
+
     // ---- deployment profiles ----
 
     pub fn profile(&self, host_pool_id: &str) -> Result<Option<String>, StoreError> {
