@@ -64,12 +64,8 @@ async fn sim_control(sim: &SimHandle, method: reqwest::Method, path: &str, body:
     assert!(r.status().is_success());
 }
 
-fn all_hosts(q: HostQuery) -> HostQuery {
-    q
-}
-
 fn query() -> HostQuery {
-    all_hosts(HostQuery {
+    HostQuery {
         host_pool: None,
         text: None,
         state: None,
@@ -77,7 +73,7 @@ fn query() -> HostQuery {
         descending: false,
         offset: 0,
         limit: 100,
-    })
+    }
 }
 
 #[tokio::test]

@@ -56,7 +56,6 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match parse(&args) {
         Ok(c) => c,
@@ -75,8 +74,4 @@ async fn main() {
     println!("{}", serde_json::to_string(&sim.ready).expect("ready info serializes"));
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown();
-}
-
-fn tracing_subscriber_init() {
-    // Errors (spec violations) go to stderr; stdout carries only the ready line.
 }
