@@ -331,6 +331,8 @@ fn control(shared: &Shared, method: &Method, path: &str, body: &Bytes) -> Reply 
                 stats.vm_creates = t.sim.vm_creates;
                 stats.drained_idle = t.drained_idle(now);
                 stats.orphans = t.orphans();
+                stats.master_violations = t.sim.master_violations.clone();
+                stats.capture_leftovers = t.capture_leftovers();
             }
             stats.sim_now = crate::tenant::rfc3339(now);
             Reply::ok(serde_json::to_value(stats).unwrap_or(Value::Null))
@@ -408,6 +410,7 @@ fn operation_name(req: &Req) -> String {
         ("GET", ["subscriptions", _, "providers", "microsoft.compute", "galleries"]) => "Galleries_List",
         ("GET", ["subscriptions", _, "providers", "microsoft.compute", "virtualmachines"]) => "VirtualMachines_ListAll",
         ("GET", ["subscriptions", _, "providers", "microsoft.desktopvirtualization", "hostpools"]) => "HostPools_List",
+        ("GET", ["subscriptions", _, "providers", "microsoft.compute", "locations", _, "usages"]) => "Usage_List",
         ("GET", ["subscriptions", _, "providers", "microsoft.compute", "locations", _, "operations", _]) => {
             "Compute_AsyncOperation"
         }
@@ -426,6 +429,10 @@ fn operation_name(req: &Req) -> String {
         ) => match *action {
             "deallocate" => "VirtualMachines_Deallocate",
             "start" => "VirtualMachines_Start",
+            "poweroff" => "VirtualMachines_PowerOff",
+            "generalize" => "VirtualMachines_Generalize",
+            "restart" => "VirtualMachines_Restart",
+            "runcommand" => "VirtualMachines_RunCommand",
             _ => "Unknown_POST",
         },
         (
@@ -457,6 +464,8 @@ fn operation_name(req: &Req) -> String {
                 ["galleries", "images", "versions"] => "GalleryImageVersions",
                 ["virtualmachines"] => "VirtualMachines",
                 ["virtualmachines", "extensions"] => "VirtualMachineExtensions",
+                ["virtualmachines", "runcommands"] => "VirtualMachineRunCommands",
+                ["snapshots"] => "Snapshots",
                 ["networkinterfaces"] => "NetworkInterfaces",
                 ["disks"] => "Disks",
                 ["hostpools"] => "HostPools",
@@ -471,6 +480,9 @@ fn operation_name(req: &Req) -> String {
                 ("GET", true, "HostPools") => "ListByResourceGroup",
                 ("GET", true, "Galleries") => "ListByResourceGroup",
                 ("GET", true, "Disks") => "ListByResourceGroup",
+                ("GET", true, "Snapshots") => "ListByResourceGroup",
+                ("GET", true, "VirtualMachineRunCommands") => "ListByVirtualMachine",
+                ("GET", false, "VirtualMachineRunCommands") => "GetByVirtualMachine",
                 ("GET", true, _) => "List",
                 ("GET", false, _) => "Get",
                 ("PATCH", false, _) => "Update",
@@ -601,6 +613,7 @@ fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
                 "extensions" => (format!("{parent}/extensions/"), crate::lifecycle::EXTENSION_TYPE),
                 "networkinterfaces" => (format!("{parent}/networkinterfaces/"), crate::lifecycle::NIC_TYPE),
                 "disks" => (format!("{parent}/disks/"), crate::lifecycle::DISK_TYPE),
+                "snapshots" => (format!("{parent}/snapshots/"), crate::lifecycle::SNAPSHOT_TYPE),
                 "hostpools" => (format!("{parent}/hostpools/"), "Microsoft.DesktopVirtualization/hostpools"),
                 "galleries" => (format!("{parent}/galleries/"), "Microsoft.Compute/galleries"),
                 _ => return not_found(req),

@@ -309,10 +309,47 @@ fn parse_expr(s: &str) -> Result<Expr, QueryError> {
             return Ok(ctor(Box::new(parse_expr(&s[name.len()..s.len() - 1])?)));
         }
     }
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$') {
-        return Err(QueryError(format!("expression '{s}' is not supported by the simulator")));
+    parse_path(s)
+        .map(Expr::Path)
+        .ok_or_else(|| QueryError(format!("expression '{s}' is not supported by the simulator")))
+}
+
+/// `a.b.c`, with bracketed keys for names a dot path cannot spell: `tags['ringmaster-golden-master']`.
+fn parse_path(s: &str) -> Option<Vec<String>> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '.' => {
+                if !cur.is_empty() {
+                    parts.push(std::mem::take(&mut cur));
+                } else if parts.is_empty() || chars.get(i.wrapping_sub(1)) != Some(&']') {
+                    return None;
+                }
+            }
+            '[' => {
+                if !cur.is_empty() {
+                    parts.push(std::mem::take(&mut cur));
+                }
+                let quote = *chars.get(i + 1).filter(|q| **q == '\'' || **q == '"')?;
+                let len = chars[i + 2..].iter().position(|c| *c == quote)?;
+                if chars.get(i + 3 + len) != Some(&']') || parts.is_empty() {
+                    return None;
+                }
+                parts.push(chars[i + 2..i + 2 + len].iter().collect());
+                i += 3 + len;
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' || c == '$' => cur.push(c),
+            _ => return None,
+        }
+        i += 1;
     }
-    Ok(Expr::Path(s.split('.').map(str::to_string).collect()))
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    (!parts.is_empty()).then_some(parts)
 }
 
 fn parse_assignments(s: &str, allow_bare: bool) -> Result<Vec<(String, Expr)>, QueryError> {
@@ -324,7 +361,10 @@ fn parse_assignments(s: &str, allow_bare: bool) -> Result<Vec<(String, Expr)>, Q
                 Some((name, expr)) => Ok((name.trim().to_string(), parse_expr(expr)?)),
                 None if allow_bare => {
                     let expr = parse_expr(item)?;
-                    let name = item.rsplit('.').next().unwrap_or(item).to_string();
+                    let name = match &expr {
+                        Expr::Path(parts) => parts.last().cloned().unwrap_or_default(),
+                        _ => item.to_string(),
+                    };
                     Ok((name, expr))
                 }
                 None => Err(QueryError(format!("'{item}' needs a name: name = expression"))),
@@ -356,6 +396,8 @@ enum Cond {
     Eq(Expr, String),
     Ne(Expr, String),
     InCi(Expr, Vec<String>),
+    /// `isnotempty(e)` (true) or `isempty(e)` (false).
+    NotEmpty(Expr, bool),
 }
 
 impl Cond {
@@ -373,6 +415,7 @@ impl Cond {
                 let v = s(e);
                 lits.iter().any(|l| l.eq_ignore_ascii_case(&v))
             }
+            Cond::NotEmpty(e, want) => s(e).is_empty() != *want,
         }
     }
 }
@@ -386,6 +429,11 @@ fn parse_cond(c: &str) -> Result<Cond, QueryError> {
             .map(str::to_string)
             .ok_or_else(|| QueryError(format!("expected a quoted string, found '{s}'")))
     };
+    for (func, want) in [("isnotempty(", true), ("isempty(", false)] {
+        if c.len() > func.len() && c[..func.len()].eq_ignore_ascii_case(func) && c.ends_with(')') {
+            return Ok(Cond::NotEmpty(parse_expr(&c[func.len()..c.len() - 1])?, want));
+        }
+    }
     if let Some((l, r)) = c.split_once("=~") {
         return Ok(Cond::EqCi(parse_expr(l)?, lit(r)?));
     }
@@ -527,6 +575,31 @@ mod tests {
         .unwrap();
         assert_eq!(rows.len(), 3);
         assert!(rows.iter().all(|r| r["id"].as_str().unwrap().contains(&sub)));
+    }
+
+    #[test]
+    fn the_golden_master_is_found_by_its_tag() {
+        let t = tenant();
+        let q = "resources | where type =~ 'microsoft.compute/virtualmachines' \
+                 and isnotempty(tags['ringmaster-golden-master']) \
+                 | project id, definition = tostring(tags['ringmaster-golden-master']), tags[\"cost-center\"]";
+        let rows = run(&t, q, None).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(rows[0]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/resourceGroups/rg-avd-build/providers/Microsoft.Compute/virtualMachines/vm-golden-w11"));
+        assert_eq!(rows[0]["definition"], "win11-24h2-avd-m365");
+        assert_eq!(rows[0]["cost-center"], "IT-EUC");
+        let q = "resources | where type =~ 'microsoft.compute/virtualmachines' and isempty(tags['ringmaster-golden-master']) | project id";
+        assert_eq!(run(&t, q, None).unwrap().len(), 226, "every session host VM");
+        for bad in [
+            "resources | project x = tags[ringmaster]",
+            "resources | project x = ['a']",
+            "resources | project x = a..b",
+        ] {
+            assert!(run(&t, bad, None).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! A simulated Azure tenant: Entra v2 (client credentials), ARM (subscriptions, galleries, VMs, AVD host pools,
-//! session hosts, user sessions) and Resource Graph, served over HTTPS on loopback with ARM's protocol rules:
-//! paging, error bodies, throttling, long-running operations. Used in-process by the app's demo mode and as the
-//! `ringmaster-sim` binary by tests and benchmarks.
+//! A simulated Azure tenant: Entra v2 (client credentials), ARM (subscriptions, galleries, VMs, managed run
+//! commands, disks and snapshots, AVD host pools, session hosts, user sessions) and Resource Graph, served over HTTPS
+//! on loopback with ARM's protocol rules: paging, error bodies, throttling, long-running operations. Used in-process
+//! by the app's demo mode and as the `ringmaster-sim` binary by tests and benchmarks.
 //!
 //! The tenant moves on a sim clock (`time_scale` times real time): long-running operations (NIC, VM, extension,
-//! disk, gallery version) complete at a sim time and apply their effect then, AVD agents register a few minutes
-//! after their DSC extension ran, users leave drained hosts. All times the sim serves and judges (including a
+//! disk, snapshot, gallery version) complete at a sim time and apply their effect then, run command scripts print
+//! and end on it, AVD agents register a few minutes after their DSC extension ran, users leave drained hosts. All times the sim serves and judges (including a
 //! registration token's `expirationTime`) are on that clock; every ARM answer's `Date` header carries it.
 
 mod arm;
+mod capture;
 mod entra;
 pub mod graph;
 mod lifecycle;
 mod rollout;
+mod runcommand;
 pub mod spec;
 pub mod tenant;
 mod throttle;
@@ -106,6 +108,9 @@ pub struct Faults {
     pub fail_provisioning: Vec<String>,
     /// VMs whose name contains one of these: the AVD agent extension succeeds but the host never registers.
     pub agent_never_registers: Vec<String>,
+    /// VMs whose name contains one of these: Sysprep fails in run commands created while the fault is set (the script
+    /// ends `Failed`, exit code 1, Sysprep's fatal error on stderr); the VM keeps running and is not sysprepped.
+    pub sysprep_fails: Vec<String>,
 }
 
 impl Faults {
@@ -171,6 +176,13 @@ pub struct Stats {
     pub vm_creates: u64,
     /// Network interfaces and managed disks attached to no VM.
     pub orphans: Vec<String>,
+    /// One line each time a VM tagged `ringmaster-golden-master` goes through something a non-destructive capture
+    /// must never do to it: a run command with Sysprep starts on it, it is generalized, deallocated, stopped, deleted,
+    /// or its OS disk is changed.
+    pub master_violations: Vec<String>,
+    /// Existing VMs, network interfaces, disks and snapshots tagged `ringmaster-capture` (the app's temporary capture
+    /// resources) that are not being deleted.
+    pub capture_leftovers: Vec<String>,
     /// The sim clock at the time of the answer (RFC 3339); the `Date` header of every ARM answer carries it too.
     pub sim_now: String,
 }

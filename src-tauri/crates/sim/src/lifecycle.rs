@@ -26,6 +26,14 @@ pub const DISK_TYPE: &str = "Microsoft.Compute/disks";
 pub const POOL_TYPE: &str = "Microsoft.DesktopVirtualization/hostpools";
 pub const HOST_TYPE: &str = "Microsoft.DesktopVirtualization/hostpools/sessionhosts";
 pub const SESSION_TYPE: &str = "Microsoft.DesktopVirtualization/hostpools/sessionhosts/usersessions";
+pub const SNAPSHOT_TYPE: &str = "Microsoft.Compute/snapshots";
+pub const RUN_COMMAND_TYPE: &str = "Microsoft.Compute/virtualMachines/runCommands";
+pub const VERSION_TYPE: &str = "Microsoft.Compute/galleries/images/versions";
+/// The tag that marks a golden master VM; its value names the gallery image definition the master's captures become
+/// versions of.
+pub const MASTER_TAG: &str = "ringmaster-golden-master";
+/// The tag the app puts on every temporary resource of a capture (snapshot, disk, NIC, VM).
+pub const CAPTURE_TAG: &str = "ringmaster-capture";
 
 /// What an operation does to the tenant when it completes.
 #[derive(Debug, Clone)]
@@ -38,12 +46,25 @@ pub enum Effect {
     DeleteVm,
     Deallocate,
     Start,
+    PowerOff,
     Extension {
         dsc: Option<DscRun>,
     },
     CreateNic,
     DeleteNic,
     DeleteDisk,
+    DeleteSnapshot,
+    /// A disk or snapshot (create or update) reaches `Succeeded`.
+    Provisioned,
+    /// A managed run command's PUT: ended by its script's timeline (see `runcommand`), never at `completes_at`.
+    RunCommand,
+    DeleteRunCommand,
+    /// A gallery image version captured from a VM: it succeeds only if the VM (same `vmId`) is still there.
+    CreateVersion {
+        vm_id: String,
+        vm_guid: String,
+    },
+    DeleteVersion,
 }
 
 /// The AVD agent install the DSC extension performs: which pool, with which registration token.
@@ -96,16 +117,29 @@ pub struct AsyncOp {
     pub api_version: String,
     pub state: OpState,
     pub result: Final,
+    /// Ended by something else than the clock (a run command's script); `completes_at` is then only an estimate
+    /// for `Retry-After`.
+    pub external: bool,
 }
 
 /// What the sim knows about a VM beyond its ARM JSON.
 #[derive(Debug, Clone)]
 pub struct VmState {
-    /// `starting`, `running`, `deallocating`, `deallocated`.
+    /// `starting`, `running`, `stopping`, `stopped`, `deallocating`, `deallocated`.
     pub power: &'static str,
     pub last_touch: OffsetDateTime,
     /// The create body without secrets: a PUT with the same body is idempotent.
     pub request: Value,
+    /// Sysprep /generalize ran to its end in the guest.
+    pub sysprepped: bool,
+    /// `VirtualMachines_Generalize` was called (instance view `OSState/generalized`).
+    pub generalized: bool,
+}
+
+impl VmState {
+    pub fn new(power: &'static str, at: OffsetDateTime, request: Value) -> VmState {
+        VmState { power, last_touch: at, request, sysprepped: false, generalized: false }
+    }
 }
 
 /// An AVD agent due to register its VM with a host pool.
@@ -159,6 +193,17 @@ pub struct SimState {
     pub max_out_of_service: BTreeMap<String, u64>,
     pub vm_creates: u64,
     pub next_ip: u32,
+    /// Managed run command executions by run command id.
+    pub runs: BTreeMap<String, crate::runcommand::ScriptRun>,
+    pub next_run_seq: u64,
+    /// What happens to a VM's guest later on: sysprep finishing in the background, a shutdown.
+    pub vm_timers: Vec<crate::runcommand::VmTimer>,
+    /// Every change to a golden master that a capture must never make (see `Stats::master_violations`).
+    pub master_violations: Vec<String>,
+    /// Gallery image version PUT bodies, by version id: the same body again is idempotent.
+    pub version_requests: BTreeMap<String, Value>,
+    /// Compute quota limits raised above the defaults at seed time, by `sub|location|usage name`.
+    pub quota: BTreeMap<String, u64>,
 }
 
 /// A uniform random duration between `lo` and `hi` sim-minutes.
@@ -219,9 +264,10 @@ impl Tenant {
     /// Whether anything has fallen due at `now` (cheap; under the read lock).
     pub fn has_due(&self, now: OffsetDateTime) -> bool {
         let s = &self.sim;
-        s.ops.values().any(|o| o.state == OpState::InProgress && o.completes_at <= now)
+        s.ops.values().any(|o| o.state == OpState::InProgress && !o.external && o.completes_at <= now)
             || s.registrations.iter().any(|r| r.at <= now)
             || s.session_ends.values().any(|t| *t <= now)
+            || self.next_script_event().is_some_and(|(t, _)| t <= now)
     }
 
     /// Apply, in sim-time order, everything due at `now`. `never_register`: VM name parts whose agent never
@@ -239,19 +285,28 @@ impl Tenant {
                 .sim
                 .ops
                 .values()
-                .filter(|o| o.state == OpState::InProgress && o.completes_at <= now)
+                .filter(|o| o.state == OpState::InProgress && !o.external && o.completes_at <= now)
                 .min_by_key(|o| o.completes_at)
                 .map(|o| (o.completes_at, o.id.clone()));
+            let script = self.next_script_event().filter(|(t, _)| *t <= now);
             let reg = self.sim.registrations.iter().enumerate().filter(|(_, r)| r.at <= now).min_by_key(|(_, r)| r.at);
             let reg = reg.map(|(i, r)| (r.at, i));
-            match (op, reg) {
-                (Some((t, id)), Some((rt, _))) if t <= rt => self.complete(&id, never_register),
-                (Some((_, id)), None) => self.complete(&id, never_register),
-                (_, Some((_, i))) => {
-                    let r = self.sim.registrations.remove(i);
-                    self.register(&r);
-                }
-                (None, None) => break,
+            // Earliest first; on a tie operations go before scripts, scripts before agents.
+            let far = now + Duration::days(1);
+            let (ot, st, rt) = (
+                op.as_ref().map_or(far, |o| o.0),
+                script.as_ref().map_or(far, |s| s.0),
+                reg.as_ref().map_or(far, |r| r.0),
+            );
+            if let Some((_, id)) = op.filter(|_| ot <= st && ot <= rt) {
+                self.complete(&id, never_register);
+            } else if let Some((at, event)) = script.filter(|_| st <= rt) {
+                self.apply_script_event(event, at);
+            } else if let Some((_, i)) = reg {
+                let r = self.sim.registrations.remove(i);
+                self.register(&r);
+            } else {
+                break;
             }
         }
     }
@@ -275,9 +330,13 @@ impl Tenant {
                 self.remove_vm(&op.resource_id, at);
                 OpState::Succeeded
             }
-            Effect::Deallocate | Effect::Start => {
-                let start = matches!(op.effect, Effect::Start);
-                self.finish_power(&op.resource_id, start, at);
+            Effect::Deallocate | Effect::Start | Effect::PowerOff => {
+                let power = match op.effect {
+                    Effect::Start => "running",
+                    Effect::PowerOff => "stopped",
+                    _ => "deallocated",
+                };
+                self.finish_power(&op.resource_id, power, at);
                 OpState::Succeeded
             }
             Effect::Extension { dsc } => self.finish_extension(&op, dsc.as_ref(), never_register),
@@ -294,8 +353,27 @@ impl Tenant {
                 }
                 OpState::Succeeded
             }
-            Effect::DeleteNic | Effect::DeleteDisk => {
+            Effect::DeleteNic | Effect::DeleteDisk | Effect::DeleteSnapshot => {
                 self.resources.remove(&lower(&op.resource_id));
+                OpState::Succeeded
+            }
+            Effect::Provisioned => {
+                if let Some(v) = self.get_mut(&op.resource_id) {
+                    v["properties"]["provisioningState"] = json!("Succeeded");
+                }
+                OpState::Succeeded
+            }
+            // Ended by the script (`runcommand`); never due on the clock.
+            Effect::RunCommand => OpState::Succeeded,
+            Effect::DeleteRunCommand => {
+                self.remove_run_command(&op.resource_id);
+                OpState::Succeeded
+            }
+            Effect::CreateVersion { vm_id, vm_guid } => self.finish_version(&op, vm_id, vm_guid),
+            Effect::DeleteVersion => {
+                self.resources.remove(&lower(&op.resource_id));
+                self.replication.remove(&lower(&op.resource_id));
+                self.sim.version_requests.remove(&lower(&op.resource_id));
                 OpState::Succeeded
             }
         };
@@ -333,16 +411,47 @@ impl Tenant {
         OpState::Succeeded
     }
 
-    fn finish_power(&mut self, vm_id: &str, start: bool, at: OffsetDateTime) {
+    /// A power operation ends: `power` is `running`, `stopped` or `deallocated`.
+    fn finish_power(&mut self, vm_id: &str, power: &'static str, at: OffsetDateTime) {
         let key = lower(vm_id);
         if let Some(vm) = self.resources.get_mut(&key) {
             vm["properties"]["provisioningState"] = json!("Succeeded");
         }
-        let entry =
-            self.sim.vms.entry(key).or_insert(VmState { power: "running", last_touch: at, request: Value::Null });
-        entry.power = if start { "running" } else { "deallocated" };
-        let status = if start { "Available" } else { "Shutdown" };
-        self.set_host_status_for_vm(vm_id, status, at);
+        self.sim.vms.entry(key).or_insert(VmState::new("running", at, Value::Null)).power = power;
+        let running = power == "running";
+        self.set_host_status_for_vm(vm_id, if running { "Available" } else { "Shutdown" }, at);
+        if !running {
+            let op = if power == "stopped" { "VirtualMachines_PowerOff" } else { "VirtualMachines_Deallocate" };
+            self.note_master(vm_id, &format!("{power} ({op})"), at);
+            self.interrupt_runs(vm_id, at, "The VM stopped while the run command was pending or running.");
+        }
+    }
+
+    /// Whether a VM (its ARM JSON) is tagged as a golden master.
+    pub fn is_master_json(vm: &Value) -> bool {
+        vm["tags"].as_object().is_some_and(|t| t.keys().any(|k| k.eq_ignore_ascii_case(MASTER_TAG)))
+    }
+
+    /// Record something a golden master must never go through, if `vm_id` is one.
+    pub fn note_master(&mut self, vm_id: &str, what: &str, at: OffsetDateTime) {
+        if let Some(vm) = self.get(vm_id).filter(|v| Tenant::is_master_json(v)) {
+            let id = vm["id"].as_str().unwrap_or(vm_id).to_string();
+            self.sim.master_violations.push(format!("{id}: {what} at {}", rfc3339(at)));
+        }
+    }
+
+    /// Existing VMs, NICs, disks and snapshots tagged `ringmaster-capture` that are not being deleted.
+    pub fn capture_leftovers(&self) -> Vec<String> {
+        self.resources
+            .values()
+            .filter(|v| {
+                let t = v["type"].as_str().unwrap_or_default();
+                [VM_TYPE, NIC_TYPE, DISK_TYPE, SNAPSHOT_TYPE].iter().any(|k| k.eq_ignore_ascii_case(t))
+                    && v["tags"].as_object().is_some_and(|t| t.keys().any(|k| k.eq_ignore_ascii_case(CAPTURE_TAG)))
+                    && v["properties"]["provisioningState"] != json!("Deleting")
+            })
+            .filter_map(id_of)
+            .collect()
     }
 
     fn finish_extension(&mut self, op: &AsyncOp, dsc: Option<&DscRun>, never_register: &[String]) -> OpState {
@@ -521,7 +630,10 @@ impl Tenant {
     /// is `Delete` (else they stay, detached: orphans). A session host still registered for it goes Unavailable.
     pub fn remove_vm(&mut self, vm_id: &str, at: OffsetDateTime) {
         let key = lower(vm_id);
+        self.note_master(vm_id, "deleted (VirtualMachines_Delete)", at);
         let Some(vm) = self.resources.remove(&key) else { return };
+        self.sim.runs.retain(|k, _| !k.starts_with(&format!("{key}/")));
+        self.sim.vm_timers.retain(|timer| !timer.vm_id.eq_ignore_ascii_case(vm_id));
         let exts: Vec<String> = self
             .resources
             .range(format!("{key}/")..)

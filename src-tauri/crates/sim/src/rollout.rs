@@ -21,7 +21,7 @@ use crate::lifecycle::{
 use crate::tenant::{display_region, rfc3339, Tenant};
 use crate::{Faults, Shared};
 
-const COMPUTE: &str = "Microsoft.Compute";
+pub(crate) const COMPUTE: &str = "Microsoft.Compute";
 const NETWORK: &str = "Microsoft.Network";
 
 /// Apply everything due on the sim clock (operations completing, agents registering, users logging off).
@@ -44,8 +44,9 @@ pub fn route(shared: &Shared, req: &Req, op: &str) -> Option<Reply> {
         "NetworkInterfaces_Delete" => delete_nic(shared, req),
         "VirtualMachines_CreateOrUpdate" => put_vm(shared, req),
         "VirtualMachines_Delete" => delete_vm(shared, req),
-        "VirtualMachines_Deallocate" => power(shared, req, false),
-        "VirtualMachines_Start" => power(shared, req, true),
+        "VirtualMachines_Deallocate" => power(shared, req, Power::Deallocate),
+        "VirtualMachines_Start" => power(shared, req, Power::Start),
+        "VirtualMachines_PowerOff" => power(shared, req, Power::Off),
         "VirtualMachines_InstanceView" => instance_view(shared, req),
         "VirtualMachineExtensions_CreateOrUpdate" => put_extension(shared, req),
         "Disks_Delete" => delete_disk(shared, req),
@@ -60,7 +61,7 @@ pub fn route(shared: &Shared, req: &Req, op: &str) -> Option<Reply> {
         "UserSessions_Disconnect" => disconnect(shared, req),
         "Compute_AsyncOperation" | "Network_AsyncOperation" => poll(shared, req, false),
         "Compute_OperationResult" | "Network_OperationResult" => poll(shared, req, true),
-        _ => return None,
+        _ => return crate::capture::route(shared, req, op),
     };
     Some(reply)
 }
@@ -68,7 +69,7 @@ pub fn route(shared: &Shared, req: &Req, op: &str) -> Option<Reply> {
 // ---------------------------------------------------------------------------------------------------------
 // Long-running operation plumbing
 
-fn write(shared: &Shared) -> Result<RwLockWriteGuard<'_, Tenant>, Reply> {
+pub(crate) fn write(shared: &Shared) -> Result<RwLockWriteGuard<'_, Tenant>, Reply> {
     shared
         .tenant
         .write()
@@ -77,12 +78,13 @@ fn write(shared: &Shared) -> Result<RwLockWriteGuard<'_, Tenant>, Reply> {
 
 macro_rules! tenant_or_reply {
     ($shared:expr) => {
-        match write($shared) {
+        match crate::rollout::write($shared) {
             Ok(t) => t,
             Err(r) => return r,
         }
     };
 }
+pub(crate) use tenant_or_reply;
 
 fn op_urls(shared: &Shared, op: &AsyncOp) -> (String, String) {
     let long = shared.faults.lock().map(|f| f.long_poll_urls).unwrap_or(false);
@@ -104,7 +106,7 @@ fn retry_after(shared: &Shared, op: &AsyncOp, now: OffsetDateTime) -> String {
 }
 
 /// Add the polling headers: `Location` always, `Azure-AsyncOperation` unless the `lroStyle: location` fault is set.
-fn with_lro(shared: &Shared, reply: Reply, op: &AsyncOp, now: OffsetDateTime) -> Reply {
+pub(crate) fn with_lro(shared: &Shared, reply: Reply, op: &AsyncOp, now: OffsetDateTime) -> Reply {
     let (async_url, location_url) = op_urls(shared, op);
     let style = shared.faults.lock().ok().and_then(|f| f.lro_style.clone()).unwrap_or_else(|| "both".into());
     let mut r = reply.header("Location", location_url).header("Retry-After", retry_after(shared, op, now));
@@ -115,7 +117,7 @@ fn with_lro(shared: &Shared, reply: Reply, op: &AsyncOp, now: OffsetDateTime) ->
 }
 
 #[allow(clippy::too_many_arguments)]
-fn new_op(
+pub(crate) fn new_op(
     t: &mut Tenant,
     req: &Req,
     namespace: &'static str,
@@ -141,6 +143,7 @@ fn new_op(
         api_version: req.query.get("api-version").cloned().unwrap_or_default(),
         state: OpState::InProgress,
         result,
+        external: false,
     };
     t.sim.ops.insert(op.id.clone(), op.clone());
     op
@@ -202,11 +205,11 @@ fn poll(shared: &Shared, req: &Req, result_style: bool) -> Reply {
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-fn norm_location(l: &str) -> String {
+pub(crate) fn norm_location(l: &str) -> String {
     l.to_ascii_lowercase().replace(' ', "")
 }
 
-fn check_rg(t: &Tenant, req: &Req) -> Result<(), Reply> {
+pub(crate) fn check_rg(t: &Tenant, req: &Req) -> Result<(), Reply> {
     let rg = req.segs.get(3).cloned().unwrap_or_default();
     let rg_id = format!("/subscriptions/{}/resourceGroups/{rg}", req.segs[1]);
     match t.get(&rg_id) {
@@ -219,7 +222,7 @@ fn check_rg(t: &Tenant, req: &Req) -> Result<(), Reply> {
     }
 }
 
-fn error_with_target(status: StatusCode, code: &str, message: String, target: &str) -> Reply {
+pub(crate) fn error_with_target(status: StatusCode, code: &str, message: String, target: &str) -> Reply {
     Reply::with_status(status, json!({"error": {"code": code, "message": message, "target": target}}))
 }
 
@@ -231,11 +234,11 @@ fn avd_not_found(what: &str) -> Reply {
     )
 }
 
-fn state_of(v: &Value) -> &str {
+pub(crate) fn state_of(v: &Value) -> &str {
     v["properties"]["provisioningState"].as_str().unwrap_or_default()
 }
 
-fn busy_reply(vm_name: &str, action: &str, op: &AsyncOp) -> Reply {
+pub(crate) fn busy_reply(vm_name: &str, action: &str, op: &AsyncOp) -> Reply {
     Reply::error(
         StatusCode::CONFLICT,
         "RetryableErrorDueToAnotherOperation",
@@ -246,7 +249,7 @@ fn busy_reply(vm_name: &str, action: &str, op: &AsyncOp) -> Reply {
     )
 }
 
-fn marked_for_deletion(vm_name: &str, action: &str) -> Reply {
+pub(crate) fn marked_for_deletion(vm_name: &str, action: &str) -> Reply {
     Reply::error(
         StatusCode::CONFLICT,
         "OperationNotAllowed",
@@ -535,6 +538,8 @@ fn resolve_gallery_image(shared: &Shared, t: &Tenant, image_id: &str, location: 
         let latest = t
             .list(&format!("{image_id}/versions/"), "Microsoft.Compute/galleries/images/versions")
             .filter(|v| v["properties"]["publishingProfile"]["excludeFromLatest"] != json!(true))
+            // A version still being created (or that failed) is not a candidate for "latest".
+            .filter(|v| state_of(v) == "Succeeded")
             .max_by_key(|v| key(v))
             .and_then(|v| v["id"].as_str().map(str::to_string));
         match latest {
@@ -604,10 +609,20 @@ fn put_vm(shared: &Shared, req: &Req) -> Reply {
             "The location property is required for this definition.",
         );
     };
+    let os_in = &body["properties"]["storageProfile"]["osDisk"];
+    let attach = os_in["createOption"].as_str().is_some_and(|c| c.eq_ignore_ascii_case("Attach"));
+    let attached = if attach {
+        match check_attach(&t, &body, &location) {
+            Ok(disk) => Some(disk),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
     let image_id = body["properties"]["storageProfile"]["imageReference"]["id"].as_str().map(str::to_string);
     let mut source_image = image_id.clone().unwrap_or_default();
-    let mut os_size = 128;
-    if let Some(iid) = &image_id {
+    let mut os_size = attached.as_ref().and_then(|d| d["properties"]["diskSizeGB"].as_u64()).unwrap_or(128);
+    if let Some(iid) = image_id.as_ref().filter(|_| !attach) {
         if iid.to_ascii_lowercase().contains("/providers/microsoft.compute/galleries/") {
             match resolve_gallery_image(shared, &t, iid, &location) {
                 Ok((version, size)) => {
@@ -649,14 +664,16 @@ fn put_vm(shared: &Shared, req: &Req) -> Reply {
             );
         }
     }
-    let os_in = &body["properties"]["storageProfile"]["osDisk"];
     let disk_name = os_in["name"]
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| format!("{name}_OsDisk_1_{}", uuid::Uuid::new_v4().simple()));
     let rg_id = rg_of(&id);
-    let disk_id = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
-    if t.get(&disk_id).is_some() {
+    let disk_id = match &attached {
+        Some(d) => d["id"].as_str().unwrap_or_default().to_string(),
+        None => format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}"),
+    };
+    if attached.is_none() && t.get(&disk_id).is_some() {
         return Reply::error(
             StatusCode::CONFLICT,
             "ConflictingUserInput",
@@ -666,7 +683,13 @@ fn put_vm(shared: &Shared, req: &Req) -> Reply {
             ),
         );
     }
-    let vm = build_vm(&id, &name, &location, &body, &disk_id, os_size, now);
+    let mut vm = build_vm(&id, &name, &location, &body, &disk_id, os_size, now);
+    if let Some(d) = &attached {
+        // The VM boots from the disk as it is: its OS type and SKU are the disk's.
+        let os = &mut vm["properties"]["storageProfile"]["osDisk"];
+        os["osType"] = d["properties"]["osType"].clone();
+        os["managedDisk"]["storageAccountType"] = d["sku"]["name"].clone();
+    }
     t.insert(vm.clone());
     for (i, nic) in vm["properties"]["networkProfile"]["networkInterfaces"]
         .as_array()
@@ -680,18 +703,30 @@ fn put_vm(shared: &Shared, req: &Req) -> Reply {
             n["properties"]["primary"] = json!(nic["properties"]["primary"].as_bool().unwrap_or(i == 0));
         }
     }
-    let disk = disk_json(
-        &disk_id,
-        &json!(location),
-        &id,
-        &vm["properties"]["storageProfile"]["osDisk"],
-        &source_image,
-        &rfc3339(now),
-        &mut rand::rng(),
-    );
-    t.insert(disk);
-    t.sim.vms.insert(lower(&id), VmState { power: "starting", last_touch: now, request });
+    match &attached {
+        Some(_) => {
+            if let Some(d) = t.get_mut(&disk_id) {
+                d["managedBy"] = json!(id);
+                d["properties"]["diskState"] = json!("Attached");
+            }
+        }
+        None => {
+            let disk = disk_json(
+                &disk_id,
+                &json!(location),
+                &id,
+                &vm["properties"]["storageProfile"]["osDisk"],
+                &source_image,
+                &rfc3339(now),
+                &mut rand::rng(),
+            );
+            t.insert(disk);
+        }
+    }
+    t.sim.vms.insert(lower(&id), VmState::new("starting", now, request));
     t.sim.vm_creates += 1;
+    // Booting an existing disk skips OS provisioning from an image: quicker.
+    let duration = if attach { minutes(2.0, 4.0) } else { minutes(4.0, 9.0) };
     let op = new_op(
         &mut t,
         req,
@@ -700,11 +735,84 @@ fn put_vm(shared: &Shared, req: &Req) -> Reply {
         &id,
         "create",
         Effect::CreateVm { fail },
-        minutes(4.0, 9.0),
+        duration,
         Final::Resource,
         now,
     );
     with_lro(shared, Reply::with_status(StatusCode::CREATED, vm), &op, now)
+}
+
+/// A create with `osDisk.createOption: Attach`: no OS profile, no image, and a managed disk in the VM's region that is
+/// provisioned and attached to no other VM. Ok(the disk).
+fn check_attach(t: &Tenant, body: &Value, location: &str) -> Result<Value, Reply> {
+    let p = &body["properties"];
+    if p["osProfile"].is_object() {
+        return Err(error_with_target(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "Parameter 'osProfile' is not allowed.".into(),
+            "osProfile",
+        ));
+    }
+    if p["storageProfile"]["imageReference"].is_object() {
+        return Err(error_with_target(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "Cannot attach an existing OS disk if the VM is created from a platform, user or shared gallery image."
+                .into(),
+            "imageReference",
+        ));
+    }
+    let Some(disk_id) = p["storageProfile"]["osDisk"]["managedDisk"]["id"].as_str().filter(|s| !s.is_empty()) else {
+        return Err(error_with_target(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            "Required parameter 'osDisk.managedDisk.id' is missing (null).".into(),
+            "osDisk.managedDisk.id",
+        ));
+    };
+    let disk_name = disk_id.rsplit('/').next().unwrap_or_default();
+    let Some(disk) = t.get(disk_id).filter(|d| state_of(d) != "Deleting") else {
+        let rg = disk_id.split('/').nth(4).unwrap_or_default();
+        return Err(Reply::error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("The Resource 'Microsoft.Compute/disks/{disk_name}' under resource group '{rg}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"),
+        ));
+    };
+    if state_of(disk) != "Succeeded" {
+        return Err(Reply::error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!("Disk '{disk_name}' cannot be attached while it is being provisioned (provisioningState '{}'). Wait for its create operation to complete.", state_of(disk)),
+        ));
+    }
+    if disk["location"].as_str().map(norm_location).as_deref() != Some(location) {
+        return Err(error_with_target(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            format!("The disk '{disk_id}' must be in the same location ('{location}') as the virtual machine."),
+            "osDisk.managedDisk.id",
+        ));
+    }
+    if let Some(other) = disk["managedBy"].as_str().filter(|s| !s.is_empty()) {
+        return Err(Reply::error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!("Disk '{disk_name}' is already attached to VM '{other}'. A disk can be attached to one VM only."),
+        ));
+    }
+    let disk_security = disk["properties"]["securityProfile"]["securityType"].as_str().unwrap_or("Standard");
+    let vm_security = p["securityProfile"]["securityType"].as_str().unwrap_or("Standard");
+    if disk_security.eq_ignore_ascii_case("TrustedLaunch") && !vm_security.eq_ignore_ascii_case("TrustedLaunch") {
+        return Err(error_with_target(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            format!("Security type of VM ('{vm_security}') is not compatible with the security type of the attached OS disk ('{disk_security}')."),
+            "securityProfile.securityType",
+        ));
+    }
+    Ok(disk.clone())
 }
 
 /// The VM as Compute serves it after a create PUT: the body as sent, without secrets, with the defaults Azure
@@ -839,6 +947,15 @@ fn update_vm(
             );
         }
     }
+    if let Some(new_disk) = body["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"].as_str() {
+        let old_disk =
+            existing["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"].as_str().unwrap_or_default();
+        if !new_disk.eq_ignore_ascii_case(old_disk) {
+            if let Err(r) = swap_os_disk(t, id, &name, old_disk, new_disk, now) {
+                return r;
+            }
+        }
+    }
     let Some(vm) = t.get_mut(id) else { return Reply::error(StatusCode::NOT_FOUND, "NotFound", "gone") };
     if body["tags"].is_object() {
         vm["tags"] = body["tags"].clone();
@@ -855,11 +972,60 @@ fn update_vm(
         }
     }
     let out = vm.clone();
-    let entry =
-        t.sim.vms.entry(lower(id)).or_insert(VmState { power: "running", last_touch: now, request: Value::Null });
-    entry.request = request;
+    t.sim.vms.entry(lower(id)).or_insert(VmState::new("running", now, Value::Null)).request = request;
     t.touch_vm(id, now);
     Reply::ok(out)
+}
+
+/// OS disk swap (a VM PUT naming another managed disk): the VM must be deallocated and the disk free.
+fn swap_os_disk(
+    t: &mut Tenant,
+    vm_id: &str,
+    vm_name: &str,
+    old_disk: &str,
+    new_disk: &str,
+    now: OffsetDateTime,
+) -> Result<(), Reply> {
+    let power = t.sim.vms.get(&lower(vm_id)).map(|s| s.power).unwrap_or("running");
+    if power != "deallocated" {
+        return Err(Reply::error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!("The OS disk of VM '{vm_name}' can only be swapped while the VM is deallocated (it is {power})."),
+        ));
+    }
+    let Some(disk) = t.get(new_disk).filter(|d| state_of(d) == "Succeeded").cloned() else {
+        return Err(Reply::error(StatusCode::NOT_FOUND, "NotFound", format!("Disk '{new_disk}' was not found.")));
+    };
+    if let Some(other) = disk["managedBy"].as_str().filter(|s| !s.is_empty()) {
+        return Err(Reply::error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!("Disk '{new_disk}' is already attached to VM '{other}'."),
+        ));
+    }
+    if let Some(d) = t.get_mut(old_disk) {
+        if let Some(obj) = d.as_object_mut() {
+            obj.remove("managedBy");
+        }
+        d["properties"]["diskState"] = json!("Unattached");
+    }
+    if let Some(d) = t.get_mut(new_disk) {
+        d["managedBy"] = json!(vm_id);
+        d["properties"]["diskState"] = json!("Attached");
+    }
+    if let Some(vm) = t.get_mut(vm_id) {
+        let os = &mut vm["properties"]["storageProfile"]["osDisk"];
+        os["managedDisk"]["id"] = disk["id"].clone();
+        os["name"] = disk["name"].clone();
+        os["diskSizeGB"] = disk["properties"]["diskSizeGB"].clone();
+    }
+    t.note_master(
+        vm_id,
+        &format!("OS disk changed from '{old_disk}' to '{new_disk}' (VirtualMachines_CreateOrUpdate)"),
+        now,
+    );
+    Ok(())
 }
 
 fn delete_vm(shared: &Shared, req: &Req) -> Reply {
@@ -903,10 +1069,22 @@ fn delete_vm(shared: &Shared, req: &Req) -> Reply {
     with_lro(shared, Reply::empty(StatusCode::ACCEPTED), &op, now)
 }
 
-fn power(shared: &Shared, req: &Req, start: bool) -> Reply {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    Start,
+    Deallocate,
+    /// Stop without releasing the hardware (`PowerState/stopped`; still billed).
+    Off,
+}
+
+fn power(shared: &Shared, req: &Req, p: Power) -> Reply {
     let now = shared.clock.now();
     let id = format!("/{}", req.segs[..req.segs.len() - 1].join("/"));
-    let action = if start { "start" } else { "deallocate" };
+    let action = match p {
+        Power::Start => "start",
+        Power::Deallocate => "deallocate",
+        Power::Off => "powerOff",
+    };
     let mut t = tenant_or_reply!(shared);
     let Some(vm) = t.get(&id).cloned() else {
         let name = req.segs[req.segs.len() - 2].clone();
@@ -924,16 +1102,29 @@ fn power(shared: &Shared, req: &Req, start: bool) -> Reply {
     if let Some(op) = t.sim.busy(&id).cloned() {
         return busy_reply(&name, action, &op);
     }
+    if p == Power::Start && t.sim.vms.get(&lower(&id)).is_some_and(|s| s.generalized) {
+        return Reply::error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            format!("Operation 'start' is not allowed on VM '{name}' since the VM is generalized."),
+        );
+    }
     if let Some(v) = t.get_mut(&id) {
         v["properties"]["provisioningState"] = json!("Updating");
     }
-    let entry =
-        t.sim.vms.entry(lower(&id)).or_insert(VmState { power: "running", last_touch: now, request: Value::Null });
-    entry.power = if start { "starting" } else { "deallocating" };
+    let entry = t.sim.vms.entry(lower(&id)).or_insert(VmState::new("running", now, Value::Null));
+    entry.power = match p {
+        Power::Start => "starting",
+        Power::Deallocate => "deallocating",
+        Power::Off => "stopping",
+    };
     t.touch_vm(&id, now);
     let location = vm["location"].as_str().unwrap_or("westeurope").to_string();
-    let (effect, duration) =
-        if start { (Effect::Start, minutes(1.0, 2.0)) } else { (Effect::Deallocate, minutes(1.0, 3.0)) };
+    let (effect, duration) = match p {
+        Power::Start => (Effect::Start, minutes(1.0, 2.0)),
+        Power::Deallocate => (Effect::Deallocate, minutes(1.0, 3.0)),
+        Power::Off => (Effect::PowerOff, minutes(0.5, 1.5)),
+    };
     let op = new_op(&mut t, req, COMPUTE, &location, &id, action, effect, duration, Final::Empty, now);
     with_lro(shared, Reply::empty(StatusCode::ACCEPTED), &op, now)
 }
@@ -982,6 +1173,7 @@ fn vm_instance_view(t: &Tenant, vm: &Value) -> Value {
     let id = vm["id"].as_str().unwrap_or_default();
     let state = vm["properties"]["provisioningState"].as_str().unwrap_or("Succeeded").to_ascii_lowercase();
     let power = t.sim.vms.get(&lower(id)).map(|s| s.power).unwrap_or("running");
+    let generalized = t.sim.vms.get(&lower(id)).is_some_and(|s| s.generalized);
     let mut statuses = vec![match state.as_str() {
         "failed" => json!({
             "code": "ProvisioningState/failed/OSProvisioningClientError",
@@ -998,6 +1190,9 @@ fn vm_instance_view(t: &Tenant, vm: &Value) -> Value {
             }
         }),
     }];
+    if generalized {
+        statuses.push(json!({"code": "OSState/generalized", "level": "Info", "displayStatus": "VM generalized"}));
+    }
     statuses
         .push(json!({"code": format!("PowerState/{power}"), "level": "Info", "displayStatus": format!("VM {power}")}));
     let extensions: Vec<Value> =

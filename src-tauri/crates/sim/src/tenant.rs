@@ -72,9 +72,13 @@ pub struct Subscription {
 pub struct RegionPlan {
     pub region: String,
     pub replicas: u32,
+    /// Sim seconds after sim start when replication to the region starts.
+    pub starts_at_s: i64,
     /// Sim seconds after sim start when replication completes; negative = already complete.
     pub completes_at_s: i64,
     pub fails: bool,
+    /// Why it failed; a generic copy timeout when empty.
+    pub detail: String,
 }
 
 #[derive(Debug)]
@@ -130,15 +134,14 @@ impl Tenant {
                 ("Completed", 100)
             } else {
                 all_done = false;
-                // Replication started 2 sim-hours before it completes.
-                let total = 7200.0;
+                let total = (p.completes_at_s - p.starts_at_s).max(1) as f64;
                 let left = (p.completes_at_s - now_s) as f64;
                 ("Replicating", ((1.0 - left / total).clamp(0.0, 0.99) * 100.0) as i64)
             };
-            let details = if p.fails {
-                "Replication failed: the operation timed out while copying the blob to the region."
-            } else {
-                ""
+            let details = match (p.fails, p.detail.is_empty()) {
+                (true, true) => "Replication failed: the operation timed out while copying the blob to the region.",
+                (true, false) => p.detail.as_str(),
+                _ => "",
             };
             summary.push(json!({
                 "region": display_region(&p.region),
@@ -196,8 +199,103 @@ pub fn build(seed: Seed, clock: &SimClock) -> Tenant {
     // A separate generator, so the seeded hosts, versions and sessions stay what they always were.
     let mut rng = StdRng::seed_from_u64(0x5e55_10c4);
     add_host_infrastructure(&mut t, &mut rng, clock);
+    if seed != Seed::Large {
+        add_golden_master(&mut t, clock);
+    }
     t.init_dynamics(clock.start(), &mut rng);
+    t.init_quota();
     t
+}
+
+/// The golden master's resource group, VM, and the isolated subnet temporary capture VMs go to.
+pub const MASTER_RG: &str = "rg-avd-build";
+pub const MASTER_VM: &str = "vm-golden-w11";
+pub const CAPTURE_SUBNET: &str = "snet-capture";
+
+/// The golden master the app captures images from, in the first subscription: a running Windows 11 multi-session
+/// VM (Standard_D4s_v5, Trusted Launch) built from the marketplace image, tagged `ringmaster-golden-master` with the
+/// gallery image definition its captures become versions of, its NIC on `vnet-avd-build/snet-golden`, its OS disk a
+/// managed disk it owns. Temporary capture VMs go to `vnet-avd-build/snet-capture`, which has no line of sight to
+/// the domain (so the master's copy cannot collide with the master).
+fn add_golden_master(t: &mut Tenant, clock: &SimClock) {
+    // Its own generator: the rest of the seed stays what it always was.
+    let mut rng = StdRng::seed_from_u64(0x0901_de11);
+    let sub_id = t.subscriptions[0].id.clone();
+    add_resource_group(t, &sub_id, MASTER_RG, "westeurope");
+    let rg_id = format!("/subscriptions/{sub_id}/resourceGroups/{MASTER_RG}");
+    let vm_id = format!("{rg_id}/providers/Microsoft.Compute/virtualMachines/{MASTER_VM}");
+    let nic_id = format!("{rg_id}/providers/Microsoft.Network/networkInterfaces/{MASTER_VM}-nic");
+    let suffix: String = (0..32).map(|_| format!("{:x}", rng.random_range(0..16u8))).collect();
+    let disk_name = format!("{MASTER_VM}_OsDisk_1_{suffix}");
+    let disk_id = format!("{rg_id}/providers/Microsoft.Compute/disks/{disk_name}");
+    let created = rfc3339(clock.start() - Duration::from_secs(86400 * 41));
+    let os_disk = json!({
+        "osType": "Windows",
+        "name": disk_name,
+        "createOption": "FromImage",
+        "caching": "ReadWrite",
+        "managedDisk": {"storageAccountType": "Premium_LRS", "id": disk_id},
+        "diskSizeGB": 128,
+        "deleteOption": "Detach"
+    });
+    t.insert(json!({
+        "id": vm_id,
+        "name": MASTER_VM,
+        "type": crate::lifecycle::VM_TYPE,
+        "location": "westeurope",
+        "tags": {
+            crate::lifecycle::MASTER_TAG: IMAGE_DEF,
+            "ringmaster-capture-subnet": format!("{rg_id}/providers/Microsoft.Network/virtualNetworks/vnet-avd-build/subnets/{CAPTURE_SUBNET}"),
+            "cost-center": "IT-EUC"
+        },
+        "properties": {
+            "vmId": guid(&mut rng),
+            "hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+            "storageProfile": {
+                "imageReference": {
+                    "publisher": "MicrosoftWindowsDesktop",
+                    "offer": "office-365",
+                    "sku": "win11-24h2-avd-m365",
+                    "version": "latest",
+                    "exactVersion": "26100.2314.241107"
+                },
+                "osDisk": os_disk,
+                "dataDisks": []
+            },
+            "osProfile": {
+                "computerName": MASTER_VM,
+                "adminUsername": "rmadmin",
+                "windowsConfiguration": {"provisionVMAgent": true, "enableAutomaticUpdates": false},
+                "secrets": [],
+                "allowExtensionOperations": true
+            },
+            "securityProfile": {"securityType": "TrustedLaunch", "uefiSettings": {"secureBootEnabled": true, "vTpmEnabled": true}},
+            "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": true, "deleteOption": "Detach"}}]},
+            "licenseType": "Windows_Client",
+            "provisioningState": "Succeeded",
+            "timeCreated": created
+        }
+    }));
+    let subnet = format!("{rg_id}/providers/Microsoft.Network/virtualNetworks/vnet-avd-build/subnets/snet-golden");
+    let ip = t.sim.allocate_ip();
+    let mut nic = crate::rollout::nic_json(
+        &nic_id,
+        &format!("{MASTER_VM}-nic"),
+        &json!("westeurope"),
+        &json!({}),
+        &[(String::from("ipconfig1"), subnet, ip, "Dynamic".into())],
+        "Succeeded",
+        &mut rng,
+    );
+    nic["properties"]["virtualMachine"] = json!({"id": vm_id});
+    nic["properties"]["primary"] = json!(true);
+    t.insert(nic);
+    let mut disk = crate::rollout::disk_json(&disk_id, &json!("westeurope"), &vm_id, &os_disk, "", &created, &mut rng);
+    let image = format!("/Subscriptions/{sub_id}/Providers/Microsoft.Compute/Locations/westeurope/Publishers/MicrosoftWindowsDesktop/ArtifactTypes/VMImage/Offers/office-365/Skus/win11-24h2-avd-m365/Versions/26100.2314.241107");
+    disk["properties"]["creationData"] = json!({"createOption": "FromImage", "imageReference": {"id": image}});
+    disk["properties"]["securityProfile"] = json!({"securityType": "TrustedLaunch"});
+    disk["properties"]["supportedCapabilities"] = json!({"architecture": "x64"});
+    t.insert(disk);
 }
 
 /// The NIC and OS disk of every seeded VM, attached to it (the VMs were deployed with deleteOption `Delete`).
@@ -469,8 +567,11 @@ fn add_gallery(
             .map(|(r, n, completes, fails)| RegionPlan {
                 region: r.to_string(),
                 replicas: *n,
+                // Seeded replication started 2 sim-hours before it completes.
+                starts_at_s: *completes - 7200,
                 completes_at_s: *completes,
                 fails: *fails,
+                detail: String::new(),
             })
             .collect();
         t.replication.insert(id.to_ascii_lowercase(), plans);
