@@ -1,8 +1,9 @@
 //! Commands: one line each over the engine. Errors cross as `{ code, message, requestId }`.
 
 use ringmaster_engine::{
-    AppError, ConnectionInfo, HostPage, HostQuery, ImageVersionRow, RingBoard, RolloutPlan, RolloutPolicy,
-    RolloutSummary, RolloutView, SyncProgress, SyncStatus,
+    AppError, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ConnectionInfo, GoldenMaster, HostPage, HostQuery,
+    ImageVersionRow, MasterRegistration, ReleaseSummary, ReleaseView, RetentionPolicy, RetentionPreview, RingBoard,
+    RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
 };
 use tauri::State;
 
@@ -135,6 +136,144 @@ pub async fn rollback_pool(
     Ok(state.engine.rollback(&host_pool_id, &policy).await?)
 }
 
+// ---- golden master, script collections, capture, releases ----
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_golden_masters(state: State<'_, AppState>) -> Result<Vec<GoldenMaster>, AppError> {
+    Ok(state.engine.golden_masters().await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn register_master(
+    state: State<'_, AppState>,
+    registration: MasterRegistration,
+) -> Result<GoldenMaster, AppError> {
+    Ok(state.engine.register_master(&registration).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_collections(state: State<'_, AppState>) -> Result<Vec<ScriptCollection>, AppError> {
+    Ok(state.engine.collections()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn save_collection(
+    state: State<'_, AppState>,
+    collection: ScriptCollection,
+) -> Result<ScriptCollection, AppError> {
+    Ok(state.engine.save_collection(&collection)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn delete_collection(state: State<'_, AppState>, id: String) -> Result<(), AppError> {
+    Ok(state.engine.delete_collection(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn import_collection(state: State<'_, AppState>, text: String) -> Result<ScriptCollection, AppError> {
+    Ok(state.engine.import_collection(&text)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn export_collection(state: State<'_, AppState>, id: String) -> Result<String, AppError> {
+    Ok(state.engine.export_collection(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn start_script_run(
+    state: State<'_, AppState>,
+    collection_id: String,
+    vm_id: String,
+) -> Result<ScriptRun, AppError> {
+    Ok(state.engine.start_script_run(&collection_id, &vm_id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_script_runs(state: State<'_, AppState>) -> Result<Vec<ScriptRun>, AppError> {
+    Ok(state.engine.script_runs()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_script_run(state: State<'_, AppState>, id: String) -> Result<ScriptRun, AppError> {
+    Ok(state.engine.script_run(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_build(state: State<'_, AppState>, id: String) -> Result<(), AppError> {
+    Ok(state.engine.cancel_build(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn plan_capture(state: State<'_, AppState>, master_vm_id: String) -> Result<CapturePlan, AppError> {
+    Ok(state.engine.plan_capture(&master_vm_id).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn start_capture(state: State<'_, AppState>, plan: CapturePlan) -> Result<CaptureView, AppError> {
+    Ok(state.engine.start_capture(&plan).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_capture(state: State<'_, AppState>, id: String) -> Result<CaptureView, AppError> {
+    Ok(state.engine.capture(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_captures(state: State<'_, AppState>) -> Result<Vec<CaptureSummary>, AppError> {
+    Ok(state.engine.captures()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_releases(state: State<'_, AppState>) -> Result<Vec<ReleaseSummary>, AppError> {
+    Ok(state.engine.releases()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_release(state: State<'_, AppState>, version: String) -> Result<ReleaseView, AppError> {
+    Ok(state.engine.release(&version)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn refresh_release(state: State<'_, AppState>, version: String) -> Result<ReleaseView, AppError> {
+    Ok(state.engine.refresh_release(&version).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_retention_preview(state: State<'_, AppState>) -> Result<RetentionPreview, AppError> {
+    Ok(state.engine.retention_preview()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_retention_policy(state: State<'_, AppState>, policy: RetentionPolicy) -> Result<(), AppError> {
+    Ok(state.engine.set_retention_policy(&policy)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn delete_versions(state: State<'_, AppState>, version_ids: Vec<String>) -> Result<Vec<String>, AppError> {
+    Ok(state.engine.delete_versions(&version_ids).await?)
+}
+
 /// Every command and the event payload types, for the invoke handler and the generated TypeScript.
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
@@ -157,8 +296,30 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             retry_rollout,
             plan_rollback,
             rollback_pool,
+            get_golden_masters,
+            register_master,
+            get_collections,
+            save_collection,
+            delete_collection,
+            import_collection,
+            export_collection,
+            start_script_run,
+            get_script_runs,
+            get_script_run,
+            cancel_build,
+            plan_capture,
+            start_capture,
+            get_capture,
+            get_captures,
+            get_releases,
+            get_release,
+            refresh_release,
+            get_retention_preview,
+            set_retention_policy,
+            delete_versions,
         ])
         .typ::<SyncProgress>()
+        .typ::<BuildUpdate>()
         // One TypeScript type per Rust type (the UI both receives and sends these shapes).
         .disable_serde_phases()
 }

@@ -60,6 +60,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                 RetryPolicy::default(),
             )
             .map_err(|e| e.to_string())?;
+            let principal = client.principal().await;
             Ok((
                 TenantConnection {
                     client,
@@ -69,6 +70,8 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     cloud: "Simulated tenant (built in)".into(),
                     authority_host: ready.login.clone(),
                     executor: ExecutorConfig::for_time_scale(time_scale),
+                    build: ringmaster_engine::BuildConfig::for_time_scale(time_scale),
+                    principal,
                 },
                 Some(sim),
             ))
@@ -79,6 +82,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
             let client =
                 ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), RetryPolicy::default())
                     .map_err(|e| e.to_string())?;
+            let principal = client.principal().await;
             Ok((
                 TenantConnection {
                     client,
@@ -88,6 +92,8 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     cloud: cloud.name.clone(),
                     authority_host: cloud.authority_host.clone(),
                     executor: ExecutorConfig::default(),
+                    build: ringmaster_engine::BuildConfig::default(),
+                    principal,
                 },
                 None,
             ))

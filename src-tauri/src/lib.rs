@@ -22,6 +22,8 @@ pub const EVENT_PROGRESS: &str = "inventory-progress";
 pub const EVENT_UPDATED: &str = "inventory-updated";
 /// Payload: the rollout's id. The UI fetches the rollout it shows.
 pub const EVENT_ROLLOUT: &str = "rollout-updated";
+/// Payload: `BuildUpdate` (`run` or `capture`, and its id). The UI fetches what it shows.
+pub const EVENT_BUILD: &str = "build-updated";
 
 pub fn run() {
     let _ = tracing_subscriber::fmt()
@@ -54,6 +56,10 @@ pub fn run() {
             let emitter = app.handle().clone();
             engine.set_rollout_notifier(Arc::new(move |id: &str| {
                 let _ = emitter.emit(EVENT_ROLLOUT, id.to_string());
+            }));
+            let emitter = app.handle().clone();
+            engine.set_build_notifier(Arc::new(move |u: &ringmaster_engine::BuildUpdate| {
+                let _ = emitter.emit(EVENT_BUILD, u.clone());
             }));
             app.manage(AppState { engine: engine.clone(), _sim: tokio::sync::Mutex::new(None) });
             let handle = app.handle().clone();

@@ -22,6 +22,27 @@ export const commands = {
 	retryRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("retry_rollout", { id })),
 	planRollback: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutPlan, AppError>(__TAURI_INVOKE("plan_rollback", { hostPoolId, policy })),
 	rollbackPool: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("rollback_pool", { hostPoolId, policy })),
+	getGoldenMasters: () => typedError<GoldenMaster[], AppError>(__TAURI_INVOKE("get_golden_masters")),
+	registerMaster: (registration: MasterRegistration) => typedError<GoldenMaster, AppError>(__TAURI_INVOKE("register_master", { registration })),
+	getCollections: () => typedError<ScriptCollection[], AppError>(__TAURI_INVOKE("get_collections")),
+	saveCollection: (collection: ScriptCollection) => typedError<ScriptCollection, AppError>(__TAURI_INVOKE("save_collection", { collection })),
+	deleteCollection: (id: string) => typedError<null, AppError>(__TAURI_INVOKE("delete_collection", { id })),
+	importCollection: (text: string) => typedError<ScriptCollection, AppError>(__TAURI_INVOKE("import_collection", { text })),
+	exportCollection: (id: string) => typedError<string, AppError>(__TAURI_INVOKE("export_collection", { id })),
+	startScriptRun: (collectionId: string, vmId: string) => typedError<ScriptRun, AppError>(__TAURI_INVOKE("start_script_run", { collectionId, vmId })),
+	getScriptRuns: () => typedError<ScriptRun[], AppError>(__TAURI_INVOKE("get_script_runs")),
+	getScriptRun: (id: string) => typedError<ScriptRun, AppError>(__TAURI_INVOKE("get_script_run", { id })),
+	cancelBuild: (id: string) => typedError<null, AppError>(__TAURI_INVOKE("cancel_build", { id })),
+	planCapture: (masterVmId: string) => typedError<CapturePlan, AppError>(__TAURI_INVOKE("plan_capture", { masterVmId })),
+	startCapture: (plan: CapturePlan) => typedError<CaptureView, AppError>(__TAURI_INVOKE("start_capture", { plan })),
+	getCapture: (id: string) => typedError<CaptureView, AppError>(__TAURI_INVOKE("get_capture", { id })),
+	getCaptures: () => typedError<CaptureSummary[], AppError>(__TAURI_INVOKE("get_captures")),
+	getReleases: () => typedError<ReleaseSummary[], AppError>(__TAURI_INVOKE("get_releases")),
+	getRelease: (version: string) => typedError<ReleaseView, AppError>(__TAURI_INVOKE("get_release", { version })),
+	refreshRelease: (version: string) => typedError<ReleaseView, AppError>(__TAURI_INVOKE("refresh_release", { version })),
+	getRetentionPreview: () => typedError<RetentionPreview, AppError>(__TAURI_INVOKE("get_retention_preview")),
+	setRetentionPolicy: (policy: RetentionPolicy) => typedError<null, AppError>(__TAURI_INVOKE("set_retention_policy", { policy })),
+	deleteVersions: (versionIds: string[]) => typedError<string[], AppError>(__TAURI_INVOKE("delete_versions", { versionIds })),
 };
 
 /* Types */
@@ -33,8 +54,96 @@ export type AppError = {
 	requestId: string | null,
 };
 
+/**  What a script run or capture tells the UI changed. */
+export type BuildUpdate = {
+	/**  `run` or `capture`. */
+	kind: string,
+	id: string,
+};
+
 /**  How many hosts may be out of service at once. */
 export type CapacityLimit = { type: "hosts"; hosts: number } | { type: "percent"; percent: number };
+
+export type CaptureEvent = {
+	at: string,
+	/**  info | warning | error */
+	level: string,
+	message: string,
+	requestId: string | null,
+};
+
+/**  Everything a capture will do, decided before it starts and shown for review. */
+export type CapturePlan = {
+	masterVmId: string,
+	imageDefinitionId: string,
+	/**  `YYYY.MMDD.N`: sortable, unique in the definition. */
+	version: string,
+	targetRegions: RegionTarget[],
+	/**  RFC 3339, from the retention policy. */
+	endOfLife: string,
+	/**  True until the release reaches Prod. */
+	excludeFromLatest: boolean,
+	captureSubnetId: string,
+	/**  The run that last changed the master, if any: what the checklist binds to. */
+	lastRunId: string | null,
+	/**  Run commands on the master this app did not start: changes the checklist cannot account for. */
+	unrecordedChanges: string[],
+	/**  Things the admin should know before starting (no successful run since the last capture, ...). */
+	warnings: string[],
+};
+
+export type CaptureStage = "snapshot" | "disk" | "nic" | "temporaryVm" | "sysprep" | "waitForStop" | "deallocate" | "generalize" | "imageVersion" | "cleanup" | "done";
+
+export type CaptureState = "running" | 
+/**  The image version exists; temporary resources are gone. */
+"succeeded" | 
+/**  Something failed; the reason says what, and the temporary resources are gone (or being removed). */
+"failed" | "cancelled";
+
+export type CaptureSummary = {
+	id: string,
+	version: string,
+	state: CaptureState,
+	stage: CaptureStage,
+	createdAt: string,
+	finishedAt: string | null,
+	reason: string | null,
+};
+
+export type CaptureView = {
+	id: string,
+	state: CaptureState,
+	stage: CaptureStage,
+	plan: CapturePlan,
+	reason: string | null,
+	startedBy: string,
+	createdAt: string,
+	finishedAt: string | null,
+	stages: StageTiming[],
+	resources: TemporaryResource[],
+	events: CaptureEvent[],
+	/**  The sysprep script's output, when it ran. */
+	sysprepOutput: string,
+};
+
+/**  One item of the pre-publish checklist, computed from evidence (never ticked by hand). */
+export type ChecklistItem = {
+	number: number,
+	title: string,
+	state: ChecklistState,
+	/**  What the state rests on, one fact per line. */
+	evidence: string[],
+	/**  When not met: what to do next. */
+	nextStep: string | null,
+};
+
+export type ChecklistState = "met" | 
+/**  The evidence says it is not met. */
+"notMet" | 
+/**  There is no evidence yet either way. */
+"missingEvidence" | 
+/**  The feature that produces this evidence is not in this build; never shown as met. */
+"notYetAvailable";
 
 export type ConnectionInfo = {
 	/**  `demo` when connected to the built-in simulated tenant. */
@@ -55,6 +164,25 @@ export type DrainMode =
 "waitForLogoff" | 
 /**  Message users, then log them off after `logoffDelayMinutes`. */
 "forceLogoff";
+
+/**  A VM the app builds images on, and the gallery image definition its captures become versions of. */
+export type GoldenMaster = {
+	vmId: string,
+	name: string,
+	subscriptionId: string,
+	resourceGroup: string,
+	location: string,
+	vmSize: string,
+	/**  `running`, `stopped`, `deallocated`, ... as the VM's instance view says; `unknown` when not read. */
+	powerState: string,
+	imageDefinitionId: string,
+	/**  The image definition's name (`win11-24h2-m365`). */
+	imageDefinition: string,
+	/**  Where the temporary capture VM goes: a subnet with no line of sight to domain controllers. */
+	captureSubnetId: string,
+	/**  When it was registered in this app; `None` for a VM Azure tags as a master that is not registered yet. */
+	registeredAt: string | null,
+};
 
 export type HostPage = {
 	/**  Rows matching the filter, before offset/limit. */
@@ -141,6 +269,13 @@ export type InventorySource =
 /**  Per-resource ARM listing (Resource Graph unavailable). */
 "armListing";
 
+/**  A VM Azure tags `ringmaster-golden-master`, offered for registration with what the app would use. */
+export type MasterRegistration = {
+	vmId: string,
+	imageDefinitionId: string,
+	captureSubnetId: string,
+};
+
 export type PlannedHost = {
 	name: string,
 	vmId: string,
@@ -173,12 +308,91 @@ export type PoolCard = {
 	versions: VersionCount[],
 };
 
+/**  Replication of the release in a region against what the rings need there. */
+export type RegionNeed = {
+	region: string,
+	requiredReplicas: number,
+	reason: string,
+};
+
 export type RegionReplication = {
 	region: string,
 	/**  Completed, Replicating, Failed or Unknown, as the gallery reports it. */
 	state: string,
 	progress: number,
 	replicas: number,
+};
+
+/**  Replicas of the new version in one region, and why that many. */
+export type RegionTarget = {
+	/**  ARM location name (`westeurope`). */
+	region: string,
+	replicas: number,
+	reason: string,
+};
+
+/**  A pool with hosts on the release. */
+export type ReleasePool = {
+	hostPoolId: string,
+	poolName: string,
+	ring: string,
+	location: string,
+	hostsOnRelease: number,
+	hosts: number,
+};
+
+/**  Where an image version is in the pipeline. */
+export type ReleaseStage = 
+/**  In the gallery, on no ring yet. */
+"captured" | "inTest" | "inPilot" | "inProd" | 
+/**  Rolled back from a ring. */
+"rejected" | 
+/**  Past its end-of-life date, or deleted. */
+"retired";
+
+export type ReleaseSummary = {
+	versionId: string,
+	version: string,
+	stage: ReleaseStage,
+	published: string | null,
+	endOfLife: string | null,
+	replicationState: string,
+	hosts: number,
+	checklistMet: number,
+	checklistTotal: number,
+};
+
+/**  One page per image version: where it is, who runs it, the evidence and the checklist. */
+export type ReleaseView = {
+	summary: ReleaseSummary,
+	excludeFromLatest: boolean,
+	pools: ReleasePool[],
+	regions: RegionReplication[],
+	regionNeeds: RegionNeed[],
+	checklist: ChecklistItem[],
+	capture: CaptureSummary | null,
+	/**  Script runs on the master between the previous capture and this one. */
+	runs: ScriptRun[],
+	rollouts: RolloutSummary[],
+};
+
+export type RetentionEntry = {
+	versionId: string,
+	version: string,
+	reason: string,
+};
+
+/**  Retention: keep the newest N, never delete what runs somewhere or is a ring's last known-good. */
+export type RetentionPolicy = {
+	keepNewest: number,
+	/**  End of life of a new version, in days after capture. */
+	endOfLifeDays: number,
+};
+
+export type RetentionPreview = {
+	policy: RetentionPolicy,
+	keep: RetentionEntry[],
+	delete: RetentionEntry[],
 };
 
 export type RingBoard = {
@@ -285,10 +499,82 @@ export type RolloutView = {
 	events: RolloutEvent[],
 };
 
+export type RunState = "running" | "succeeded" | "failed" | "cancelled";
+
+/**  One PowerShell script of a collection. */
+export type Script = {
+	name: string,
+	content: string,
+	parameters?: ScriptParameter[],
+	/**  Carry on with the next script when this one fails. */
+	continueOnError?: boolean,
+	/**  1 s .. 5,400 s (Run Command runs a script for at most 90 minutes). */
+	timeoutSeconds: number,
+};
+
+/**  Named, ordered scripts run on the golden master one after another. */
+export type ScriptCollection = {
+	/**  Empty when creating a new collection. */
+	id: string,
+	name: string,
+	description?: string,
+	scripts: Script[],
+	/**  RFC 3339; set by the app. */
+	updatedAt?: string,
+};
+
+export type ScriptParameter = {
+	name: string,
+	value: string,
+};
+
+/**  A collection run on a VM: the evidence that the golden image changed only through scripts. */
+export type ScriptRun = {
+	id: string,
+	collectionId: string,
+	collectionName: string,
+	vmId: string,
+	vmName: string,
+	state: RunState,
+	/**  Who started it (the signed-in identity). */
+	startedBy: string,
+	startedAt: string,
+	finishedAt: string | null,
+	steps: ScriptStep[],
+};
+
+/**  One script of a run, with its evidence. */
+export type ScriptStep = {
+	position: number,
+	scriptName: string,
+	/**  SHA-256 of the script text with its parameters, as run. */
+	scriptSha256: string,
+	continueOnError: boolean,
+	state: StepState,
+	exitCode: number | null,
+	/**  Standard output (Azure keeps the last 4,096 bytes). */
+	output: string,
+	error: string,
+	startedAt: string | null,
+	finishedAt: string | null,
+	durationMs: number | null,
+};
+
 export type StageCount = {
 	stage: HostStage,
 	hosts: number,
 };
+
+export type StageTiming = {
+	stage: CaptureStage,
+	label: string,
+	startedAt: string | null,
+	finishedAt: string | null,
+};
+
+export type StepState = "pending" | "running" | "succeeded" | "failed" | "timedOut" | "canceled" | 
+/**  Not run because an earlier script failed or the run was cancelled. */
+"skipped";
 
 export type SubscriptionInfo = {
 	id: string,
@@ -314,6 +600,15 @@ export type SyncStatus = {
 	durationMs: number,
 	/**  The last refresh's failure, if it failed; the cache still shows the previous good inventory. */
 	lastError: AppError | null,
+};
+
+/**  A temporary resource of a capture and whether it still exists as far as the journal knows. */
+export type TemporaryResource = {
+	/**  `snapshot`, `disk`, `nic`, `vm`. */
+	kind: string,
+	id: string,
+	/**  `planned`, `created`, `deleted`. */
+	state: string,
 };
 
 /**  How many hosts of a pool run one image version. */

@@ -82,6 +82,9 @@ pub struct ClientCounters {
     pub paced: AtomicU64,
     /// Azure's clock minus ours, in milliseconds, from the last response's `Date` header.
     pub server_clock_offset_ms: std::sync::atomic::AtomicI64,
+    /// Wall time spent waiting on Azure (requests in flight, retries, pacing, sleeps between polls), in
+    /// microseconds: what is left of a run's wall time is the app's own overhead.
+    pub waiting_us: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -263,6 +266,19 @@ impl ArmClient {
 
     /// Send one request with the retry rules; returns a 2xx response or the error.
     pub async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> Result<ArmResponse, AzureError> {
+        let started = std::time::Instant::now();
+        let result = self.send_counted(method, url, body).await;
+        self.counters.waiting_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// Sleep while waiting for Azure to make progress (between polls), counted as waiting.
+    pub async fn pause(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+        self.counters.waiting_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    async fn send_counted(&self, method: Method, url: Url, body: Option<&Value>) -> Result<ArmResponse, AzureError> {
         let mut attempt = 0u32;
         let mut throttle_waits = 0u32;
         let mut refreshed = false;
@@ -370,6 +386,14 @@ impl ArmClient {
         if let Ok(server) = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822) {
             let offset = (server - time::OffsetDateTime::now_utc()).whole_milliseconds();
             self.counters.server_clock_offset_ms.store(offset as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// Who this client acts as (from its token's claims), for evidence; `unknown` when it cannot tell.
+    pub async fn principal(&self) -> String {
+        match self.credential.token(&self.scope, false).await {
+            Ok(t) => t.identity().unwrap_or_else(|| "unknown".into()),
+            Err(_) => "unknown".into(),
         }
     }
 
@@ -483,7 +507,7 @@ impl ArmClient {
             let mut op_url = self.url(&op_url, &[])?;
             loop {
                 self.check_lro_deadline(started, &operation)?;
-                tokio::time::sleep(wait).await;
+                self.pause(wait).await;
                 let r = self.send(Method::GET, op_url.clone(), None).await?;
                 let s: OperationStatus = r.json("operation status")?;
                 match s.status.as_str() {
@@ -533,7 +557,7 @@ impl ArmClient {
                 let mut loc_url = self.url(&loc, &[])?;
                 loop {
                     self.check_lro_deadline(started, &operation)?;
-                    tokio::time::sleep(wait).await;
+                    self.pause(wait).await;
                     let r = self.send(Method::GET, loc_url.clone(), None).await?;
                     if r.status == StatusCode::ACCEPTED {
                         polls += 1;

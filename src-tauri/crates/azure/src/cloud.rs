@@ -64,6 +64,7 @@ pub mod api_version {
     pub const RESOURCES: &str = "2024-07-01";
     pub const COMPUTE: &str = "2024-07-01";
     pub const GALLERY: &str = "2024-03-03";
+    pub const DISKS: &str = "2024-03-02";
     pub const DESKTOP_VIRTUALIZATION: &str = "2024-04-03";
     pub const RESOURCE_GRAPH: &str = "2024-04-01";
 }

@@ -25,6 +25,23 @@ impl AccessToken {
     pub fn secret(&self) -> &str {
         &self.value
     }
+    /// Who the token was issued to, from its claims (user principal name or app id, and object id), for
+    /// recording on evidence. Reads the payload only; the token itself is never returned or logged.
+    pub fn identity(&self) -> Option<String> {
+        use base64::Engine as _;
+        let payload = self.value.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let who = ["upn", "unique_name", "preferred_username", "name"]
+            .iter()
+            .find_map(|k| claims[*k].as_str().filter(|s| !s.is_empty()).map(str::to_string))
+            .or_else(|| claims["appid"].as_str().or(claims["azp"].as_str()).map(|a| format!("app {a}")))?;
+        Some(match claims["oid"].as_str() {
+            Some(oid) => format!("{who} (object id {oid})"),
+            None => who,
+        })
+    }
+
     /// Refresh a little early so a token does not expire in flight.
     fn fresh(&self) -> bool {
         self.expires_at - time::Duration::minutes(2) > OffsetDateTime::now_utc()

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::client::ArmClient;
-use crate::cloud::api_version::{COMPUTE, DESKTOP_VIRTUALIZATION};
+use crate::cloud::api_version::{COMPUTE, DESKTOP_VIRTUALIZATION, DISKS, GALLERY};
 use crate::error::AzureError;
 
 pub const NETWORK: &str = "2024-05-01";
@@ -172,4 +172,142 @@ pub async fn put_extension(client: &ArmClient, vm_id: &str, name: &str, body: &V
         .send_lro(Method::PUT, &format!("{vm_id}/extensions/{name}"), &compute(), Some(body))
         .await?
         .unwrap_or(Value::Null))
+}
+
+// ---- Golden master and capture ----
+
+fn disks() -> [(&'static str, &'static str); 1] {
+    [("api-version", DISKS)]
+}
+
+fn gallery() -> [(&'static str, &'static str); 1] {
+    [("api-version", GALLERY)]
+}
+
+async fn get_optional(
+    client: &ArmClient,
+    id: &str,
+    query: &[(&str, &str)],
+    what: &str,
+) -> Result<Option<Value>, AzureError> {
+    match client.get_json(id, query, what).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The VM's instance view (power state, OS state, statuses).
+pub async fn vm_instance_view(client: &ArmClient, vm_id: &str) -> Result<Value, AzureError> {
+    client.get_json(&format!("{vm_id}/instanceView"), &compute(), "instance view").await
+}
+
+/// `running`, `stopped`, `deallocated`, ... from an instance view's `PowerState/...` status.
+pub fn power_state(instance_view: &Value) -> Option<String> {
+    status_suffix(instance_view, "PowerState/")
+}
+
+/// True when the instance view says the OS is generalized.
+pub fn is_generalized(instance_view: &Value) -> bool {
+    status_suffix(instance_view, "OSState/").as_deref() == Some("generalized")
+}
+
+fn status_suffix(instance_view: &Value, prefix: &str) -> Option<String> {
+    instance_view["statuses"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| s["code"].as_str())
+        .find_map(|c| c.strip_prefix(prefix).map(str::to_string))
+}
+
+pub async fn generalize_vm(client: &ArmClient, vm_id: &str) -> Result<(), AzureError> {
+    // Synchronous (200) per the spec.
+    let url = client.url(&format!("{vm_id}/generalize"), &compute())?;
+    client.send(Method::POST, url, None).await?;
+    Ok(())
+}
+
+pub async fn get_snapshot(client: &ArmClient, id: &str) -> Result<Option<Value>, AzureError> {
+    get_optional(client, id, &disks(), "snapshot").await
+}
+
+pub async fn put_snapshot(client: &ArmClient, id: &str, body: &Value) -> Result<Value, AzureError> {
+    Ok(client.send_lro(Method::PUT, id, &disks(), Some(body)).await?.unwrap_or(Value::Null))
+}
+
+pub async fn delete_snapshot(client: &ArmClient, id: &str) -> Result<(), AzureError> {
+    gone_is_done(client.send_lro(Method::DELETE, id, &disks(), None).await)
+}
+
+pub async fn get_disk(client: &ArmClient, id: &str) -> Result<Option<Value>, AzureError> {
+    get_optional(client, id, &disks(), "managed disk").await
+}
+
+pub async fn put_disk(client: &ArmClient, id: &str, body: &Value) -> Result<Value, AzureError> {
+    Ok(client.send_lro(Method::PUT, id, &disks(), Some(body)).await?.unwrap_or(Value::Null))
+}
+
+pub async fn delete_disk(client: &ArmClient, id: &str) -> Result<(), AzureError> {
+    gone_is_done(client.send_lro(Method::DELETE, id, &disks(), None).await)
+}
+
+/// Create or update a managed run command. With `asyncExecution: true` this returns once Azure accepted it;
+/// the script's progress is then read with [`get_run_command`].
+pub async fn put_run_command(client: &ArmClient, vm_id: &str, name: &str, body: &Value) -> Result<Value, AzureError> {
+    Ok(client
+        .send_lro(Method::PUT, &format!("{vm_id}/runCommands/{name}"), &compute(), Some(body))
+        .await?
+        .unwrap_or(Value::Null))
+}
+
+/// A managed run command with its instance view (execution state, exit code, output so far).
+pub async fn get_run_command(client: &ArmClient, vm_id: &str, name: &str) -> Result<Option<Value>, AzureError> {
+    get_optional(
+        client,
+        &format!("{vm_id}/runCommands/{name}"),
+        &[("api-version", COMPUTE), ("$expand", "instanceView")],
+        "run command",
+    )
+    .await
+}
+
+pub async fn list_run_commands(client: &ArmClient, vm_id: &str) -> Result<Vec<Value>, AzureError> {
+    client.list_all(&format!("{vm_id}/runCommands"), &compute(), "run commands", |_| {}).await
+}
+
+/// Delete a finished run command so they do not pile up in the VM model. Already gone is done.
+pub async fn delete_run_command(client: &ArmClient, vm_id: &str, name: &str) -> Result<(), AzureError> {
+    gone_is_done(client.send_lro(Method::DELETE, &format!("{vm_id}/runCommands/{name}"), &compute(), None).await)
+}
+
+pub async fn get_image_version(client: &ArmClient, id: &str) -> Result<Option<Value>, AzureError> {
+    get_optional(client, id, &[("api-version", GALLERY), ("$expand", "ReplicationStatus")], "image version").await
+}
+
+pub async fn put_image_version(client: &ArmClient, id: &str, body: &Value) -> Result<Value, AzureError> {
+    Ok(client.send_lro(Method::PUT, id, &gallery(), Some(body)).await?.unwrap_or(Value::Null))
+}
+
+pub async fn delete_image_version(client: &ArmClient, id: &str) -> Result<(), AzureError> {
+    gone_is_done(client.send_lro(Method::DELETE, id, &gallery(), None).await)
+}
+
+pub async fn list_image_versions(client: &ArmClient, image_definition_id: &str) -> Result<Vec<Value>, AzureError> {
+    client.list_all(&format!("{image_definition_id}/versions"), &gallery(), "image versions", |_| {}).await
+}
+
+pub async fn get_image_definition(client: &ArmClient, id: &str) -> Result<Option<Value>, AzureError> {
+    get_optional(client, id, &gallery(), "image definition").await
+}
+
+/// Compute quota usage in a region (`cores`, per-family vCPUs).
+pub async fn list_usages(client: &ArmClient, subscription_id: &str, location: &str) -> Result<Vec<Value>, AzureError> {
+    client
+        .list_all(
+            &format!("/subscriptions/{subscription_id}/providers/Microsoft.Compute/locations/{location}/usages"),
+            &compute(),
+            "compute usage",
+            |_| {},
+        )
+        .await
 }

@@ -35,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
         Some("inventory") => {}
         Some("rollout") => return rollout(&args[1..]).await,
         Some("rollout-worker") => return rollout_worker(&args[1..]).await,
-        _ => bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]\n       ringmaster-bench rollout [--hosts N] [--cap K] [--time-scale X]"),
+        Some("capture") => return capture(&args[1..]).await,
+        Some("capture-worker") => return capture_worker(&args[1..]).await,
+        _ => bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]\n       ringmaster-bench rollout [--hosts N] [--cap K] [--time-scale X]\n       ringmaster-bench capture [--time-scale X] [--latency-ms N]"),
     }
     let mut seed = Seed::Large;
     let mut latency_ms = 30;
@@ -153,6 +155,8 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
         cloud: "Simulated".into(),
         authority_host: r.login.clone(),
         executor: ExecutorConfig::for_time_scale(scale),
+        build: ringmaster_engine::BuildConfig::for_time_scale(scale),
+        principal: "ringmaster-bench".into(),
     });
     engine.refresh(&|_| {}).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let pool = format!(
@@ -283,6 +287,8 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
         cloud: "Simulated".into(),
         authority_host: ready.login.clone(),
         executor: ExecutorConfig::for_time_scale(scale),
+        build: ringmaster_engine::BuildConfig::for_time_scale(scale),
+        principal: "ringmaster-bench".into(),
     });
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().rollouts()?.into_iter().next() {
@@ -312,4 +318,184 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+fn engine_for(
+    client: ArmClient,
+    ready: &ringmaster_sim::ReadyInfo,
+    db: &std::path::Path,
+    scale: f64,
+) -> anyhow::Result<Engine> {
+    let engine = Engine::new(Arc::new(Store::open(db)?));
+    engine.connect(TenantConnection {
+        client,
+        mode: "bench".into(),
+        tenant_id: ready.tenant_id.clone(),
+        tenant_name: ready.tenant_name.clone(),
+        cloud: "Simulated".into(),
+        authority_host: ready.login.clone(),
+        executor: ExecutorConfig::for_time_scale(scale),
+        build: ringmaster_engine::BuildConfig::for_time_scale(scale),
+        principal: "ringmaster-bench".into(),
+    });
+    Ok(engine)
+}
+
+/// Register the seeded golden master (found by its tag) unless the journal already has it.
+async fn ensure_master(engine: &Engine) -> anyhow::Result<String> {
+    let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
+    let masters = engine.golden_masters().await.map_err(err)?;
+    let m = masters.first().context("the tenant has no VM tagged ringmaster-golden-master")?;
+    if m.registered_at.is_none() {
+        engine
+            .register_master(&ringmaster_engine::MasterRegistration {
+                vm_id: m.vm_id.clone(),
+                image_definition_id: m.image_definition_id.clone(),
+                capture_subnet_id: m.capture_subnet_id.clone(),
+            })
+            .await
+            .map_err(err)?;
+    }
+    Ok(m.vm_id.clone())
+}
+
+async fn wait_capture(engine: &Engine, id: &str) -> anyhow::Result<ringmaster_engine::CaptureView> {
+    loop {
+        let c = engine.capture(id).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        if c.state != ringmaster_engine::CaptureState::Running {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sim_stats(http: &reqwest::Client, ready: &ringmaster_sim::ReadyInfo) -> anyhow::Result<serde_json::Value> {
+    Ok(http.get(&ready.stats).send().await?.json().await?)
+}
+
+/// `capture`: the real capture executor against the simulated tenant (demo seed), whose clock runs
+/// `--time-scale` times faster. Figures: the capture's duration in tenant time, the app's own overhead (wall
+/// time not spent waiting on Azure), ARM requests, and temporary resources left behind (must be 0).
+async fn capture(args: &[String]) -> anyhow::Result<()> {
+    let scale: f64 = flag(args, "--time-scale", 600.0)?;
+    let latency_ms: u64 = flag(args, "--latency-ms", 0)?;
+    let sim =
+        ringmaster_sim::start(SimConfig { seed: Seed::Demo, time_scale: scale, latency_ms, ..SimConfig::default() })
+            .await?;
+    let r = sim.ready.clone();
+    let ca = std::fs::read(&r.ca_cert)?;
+    // Poll as against Azure (Retry-After 10-30 s): 15 to 60 tenant seconds between polls.
+    let policy_client = RetryPolicy {
+        min_poll: Duration::from_secs_f64(15.0 / scale),
+        max_poll: Duration::from_secs_f64(60.0 / scale),
+        ..RetryPolicy::default()
+    };
+    let client =
+        simulated_tenant_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.client_id, &r.client_secret, policy_client)?;
+    let http = ringmaster_azure::http_client(Some(&ca))?;
+    let dir = tempfile::tempdir()?;
+    let engine = engine_for(client.clone(), &r, &dir.path().join("capture.db"), scale)?;
+    let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
+    engine.refresh(&|_| {}).await.map_err(err)?;
+    let master = ensure_master(&engine).await?;
+    let plan = engine.plan_capture(&master).await.map_err(err)?;
+
+    let sim_start: String = sim_stats(&http, &r).await?["simNow"].as_str().unwrap_or_default().into();
+    let requests_before = client.requests();
+    let waiting_before = client.counters().waiting_us.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    let started = engine.start_capture(&plan).await.map_err(err)?;
+    let done = wait_capture(&engine, &started.id).await?;
+    let wall = t0.elapsed();
+    let waiting =
+        Duration::from_micros(client.counters().waiting_us.load(std::sync::atomic::Ordering::Relaxed) - waiting_before);
+    let requests = client.requests() - requests_before;
+    let stats = sim_stats(&http, &r).await?;
+    let parse = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+    let sim_seconds = match (parse(&sim_start), stats["simNow"].as_str().and_then(parse)) {
+        (Some(a), Some(b)) => (b - a).as_seconds_f64(),
+        _ => wall.as_secs_f64() * scale,
+    };
+    // Wall time the executor was not waiting on Azure; the 100 ms watcher loop above is outside the engine.
+    let overhead = wall.saturating_sub(waiting);
+    let leftovers = stats["captureLeftovers"].as_array().map(Vec::len).unwrap_or(0);
+    let violations = stats["masterViolations"].as_array().map(Vec::len).unwrap_or(0);
+    println!("capture of {} into {}: {:?}", ringmaster_engine::build::name_of(&master), plan.version, done.state);
+    for s in &done.stages {
+        println!("  {:<40} {:?} .. {:?}", s.label, s.started_at, s.finished_at);
+    }
+    println!("simulated duration      {:.0} s ({:.1} min)", sim_seconds, sim_seconds / 60.0);
+    println!("wall time               {:.2} s at time scale {scale}", wall.as_secs_f64());
+    println!(
+        "app overhead            {:.1} ms ({:.2}% of wall time)",
+        overhead.as_secs_f64() * 1000.0,
+        100.0 * overhead.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+    println!("ARM requests            {requests}");
+    println!("orphans                 {leftovers}");
+    println!("master touched          {violations}");
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "capture",
+            "state": done.state,
+            "simulatedSeconds": sim_seconds.round(),
+            "wallMs": wall.as_millis() as u64,
+            "appOverheadMs": (overhead.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+            "requests": requests,
+            "orphans": leftovers,
+            "masterViolations": violations,
+            "specViolations": stats["specViolations"].as_array().map(Vec::len).unwrap_or(0),
+        })
+    );
+    sim.shutdown();
+    if done.state != ringmaster_engine::CaptureState::Succeeded {
+        bail!("the capture ended {:?}: {:?}", done.state, done.reason);
+    }
+    Ok(())
+}
+
+/// `capture-worker`: one "app process" for the capture crash test. Connects to a running simulated tenant
+/// (`--ready FILE`), resumes whatever the journal in `--db` holds, starts a capture if there is none, and
+/// exits 0 when it has ended (succeeded, or failed with everything cleaned up).
+async fn capture_worker(args: &[String]) -> anyhow::Result<()> {
+    let ready: ringmaster_sim::ReadyInfo =
+        serde_json::from_str(&std::fs::read_to_string(text_flag(args, "--ready")?)?)?;
+    let db = std::path::PathBuf::from(text_flag(args, "--db")?);
+    let scale: f64 = flag(args, "--time-scale", 1.0)?;
+    let ca = std::fs::read(&ready.ca_cert)?;
+    let policy_client = RetryPolicy {
+        min_poll: Duration::from_millis(30),
+        max_poll: Duration::from_millis(500),
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    };
+    let client = simulated_tenant_client(
+        &ready.arm,
+        &ready.login,
+        &ca,
+        &ready.tenant_id,
+        &ready.client_id,
+        &ready.client_secret,
+        policy_client,
+    )?;
+    let engine = engine_for(client, &ready, &db, scale)?;
+    let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
+    let id = match engine.store().captures()?.into_iter().next() {
+        Some(c) => c.id,
+        None => {
+            engine.refresh(&|_| {}).await.map_err(err)?;
+            let master = ensure_master(&engine).await?;
+            let plan = engine.plan_capture(&master).await.map_err(err)?;
+            engine.start_capture(&plan).await.map_err(err)?.id
+        }
+    };
+    let done = wait_capture(&engine, &id).await?;
+    let left: Vec<_> = done.resources.iter().filter(|r| r.state == "created" || r.state == "planned").collect();
+    if !left.is_empty() {
+        bail!("the capture ended {:?} with resources still there: {left:?}", done.state);
+    }
+    println!("{:?}", done.state);
+    Ok(())
 }

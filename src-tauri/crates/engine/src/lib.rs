@@ -1,7 +1,11 @@
 //! The engine: turns what Azure says into rings, pools and releases, keeps the local cache current and answers
 //! the UI's questions from it. Commands in the app are one-liners over [`Engine`].
 
+pub mod build;
 pub mod model;
+mod pipeline;
+pub mod release;
+pub mod release_model;
 mod rings;
 pub mod rollout;
 
@@ -16,7 +20,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+pub use build::{BuildConfig, BuildNotifier};
 pub use model::*;
+pub use pipeline::{CAPTURE_SUBNET_TAG, MASTER_TAG};
+pub use release_model::*;
 pub use rings::{ring_display_name, version_from_image_id};
 pub use rollout::{ExecutorConfig, Notifier};
 
@@ -66,6 +73,10 @@ pub struct TenantConnection {
     pub authority_host: String,
     /// Rollout timing for this tenant (a simulated tenant's clock may run fast).
     pub executor: ExecutorConfig,
+    /// Script run and capture timing for this tenant.
+    pub build: BuildConfig,
+    /// Who the app acts as, recorded on evidence (script runs, captures).
+    pub principal: String,
 }
 
 pub struct Engine {
@@ -75,9 +86,11 @@ pub struct Engine {
     cancel: std::sync::Mutex<Option<CancellationToken>>,
     rollouts: RwLock<Option<Arc<rollout::Rollouts>>>,
     notifier: RwLock<Notifier>,
+    builds: RwLock<Option<Arc<build::Builds>>>,
+    build_notifier: RwLock<BuildNotifier>,
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
 }
 
@@ -98,12 +111,21 @@ impl Engine {
             cancel: std::sync::Mutex::new(None),
             rollouts: RwLock::new(None),
             notifier: RwLock::new(Arc::new(|_: &str| {})),
+            builds: RwLock::new(None),
+            build_notifier: RwLock::new(Arc::new(|_: &BuildUpdate| {})),
         }
     }
 
     /// Who to tell when a rollout changes (the app emits an event to the UI).
     pub fn set_rollout_notifier(&self, notifier: Notifier) {
         if let Ok(mut n) = self.notifier.write() {
+            *n = notifier;
+        }
+    }
+
+    /// Who to tell when a script run or capture changes.
+    pub fn set_build_notifier(&self, notifier: BuildNotifier) {
+        if let Ok(mut n) = self.build_notifier.write() {
             *n = notifier;
         }
     }
@@ -121,8 +143,18 @@ impl Engine {
             connection.executor.clone(),
             notifier,
         );
+        let build_notifier =
+            self.build_notifier.read().map(|n| n.clone()).unwrap_or_else(|_| Arc::new(|_: &BuildUpdate| {}));
+        let builds =
+            build::Builds::new(self.store.clone(), connection.client.clone(), connection.build.clone(), build_notifier);
         if let Ok(mut c) = self.connection.write() {
             *c = Some(Arc::new(connection));
+        }
+        if let Ok(mut b) = self.builds.write() {
+            *b = Some(builds.clone());
+        }
+        if let Err(e) = builds.resume_all() {
+            tracing::error!(target: "build", "could not resume script runs and captures: {e}");
         }
         if let Ok(mut r) = self.rollouts.write() {
             *r = Some(runner.clone());
@@ -147,6 +179,18 @@ impl Engine {
         version: &str,
         policy: &RolloutPolicy,
     ) -> Result<RolloutPlan, EngineError> {
+        self.plan_for(host_pool_id, version, policy, false)
+    }
+
+    /// A rollback supersedes a paused or failed rollout of the pool (it is aborted when the rollback starts);
+    /// only a running one blocks it.
+    fn plan_for(
+        &self,
+        host_pool_id: &str,
+        version: &str,
+        policy: &RolloutPolicy,
+        rollback: bool,
+    ) -> Result<RolloutPlan, EngineError> {
         let pool =
             self.store.pools()?.into_iter().find(|p| p.id.eq_ignore_ascii_case(host_pool_id)).ok_or_else(|| {
                 EngineError::InvalidInput(format!("no host pool {host_pool_id} in the inventory; refresh first"))
@@ -161,14 +205,23 @@ impl Engine {
         struct Region {
             region: String,
             state: String,
+            #[serde(default)]
+            replicas: u32,
         }
         let regions: Vec<Region> = serde_json::from_str(&v.regions_json).unwrap_or_default();
         let location = pool.location.to_ascii_lowercase();
-        let replication = regions
-            .iter()
-            .find(|r| r.region == location)
-            .map(|r| r.state.clone())
-            .unwrap_or_else(|| "NotTargeted".into());
+        let in_region = regions.iter().find(|r| r.region == location);
+        let replication = in_region.map(|r| r.state.clone()).unwrap_or_else(|| "NotTargeted".into());
+        let replicas_in_region = in_region.map(|r| r.replicas).unwrap_or(0);
+        let unfinished_rollout = self
+            .store
+            .rollouts()?
+            .into_iter()
+            .find(|r| {
+                r.host_pool_id.eq_ignore_ascii_case(&pool.id)
+                    && (r.state == "running" || (!rollback && matches!(r.state.as_str(), "paused" | "failed")))
+            })
+            .map(|r| (r.id, r.state));
         let (_, listing) = self.store.query_hosts(&HostFilter {
             host_pool: Some(pool.id.clone()),
             text: None,
@@ -197,6 +250,8 @@ impl Engine {
                 target_version: v.name,
                 target_version_id: v.id,
                 replication_state_in_region: replication,
+                replicas_in_region,
+                unfinished_rollout,
                 hosts,
             },
             policy,
@@ -265,7 +320,7 @@ impl Engine {
                 "No known-good release is recorded for this pool: nothing to roll back to.".into(),
             )
         })?;
-        self.plan_rollout(host_pool_id, &lkg, policy)
+        self.plan_for(host_pool_id, &lkg, policy, true)
     }
 
     /// One click: roll the pool back to its last known-good release with the policy given.
@@ -278,6 +333,13 @@ impl Engine {
             .into_iter()
             .find(|r| r.host_pool_id.eq_ignore_ascii_case(host_pool_id) && !r.rolled_back && r.kind == "rollout");
         let previous = self.dominant_version(host_pool_id)?;
+        if plan.blockers.is_empty() {
+            for r in self.store.rollouts()?.into_iter().filter(|r| {
+                r.host_pool_id.eq_ignore_ascii_case(host_pool_id) && matches!(r.state.as_str(), "paused" | "failed")
+            }) {
+                runner.abort(&r.id)?;
+            }
+        }
         let id = runner.start(&plan, policy, "rollback", previous).await?;
         if let Some(c) = current {
             self.store.mark_rolled_back(&c.id)?;

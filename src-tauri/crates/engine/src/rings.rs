@@ -117,34 +117,35 @@ pub fn snapshot(raw: &RawInventory) -> Snapshot {
                 failed_checks: h.failed_checks.clone(),
             })
             .collect(),
-        versions: raw
-            .image_versions
-            .iter()
-            .map(|v| VersionRow {
-                id: v.id.clone(),
-                name: v.name.clone(),
-                gallery: segment_after(&v.id, "galleries"),
-                definition: segment_after(&v.id, "images"),
-                location: v.location.clone(),
-                published: v.published.clone(),
-                end_of_life: v.end_of_life.clone(),
-                exclude_from_latest: v.exclude_from_latest,
-                provisioning_state: v.provisioning_state.clone(),
-                replication_state: v.replication_state.clone(),
-                regions_json: serde_json::to_string(
-                    &v.regions
-                        .iter()
-                        .map(|r| StoredRegion {
-                            region: r.region.clone(),
-                            state: r.state.clone(),
-                            progress: r.progress,
-                            replicas: r.replicas,
-                        })
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap_or_else(|_| "[]".into()),
-            })
-            .collect(),
+        versions: raw.image_versions.iter().map(version_row).collect(),
+    }
+}
+
+/// The cache row of an image version as the gallery reports it.
+pub fn version_row(v: &ringmaster_azure::inventory::ImageVersionRecord) -> VersionRow {
+    VersionRow {
+        id: v.id.clone(),
+        name: v.name.clone(),
+        gallery: segment_after(&v.id, "galleries"),
+        definition: segment_after(&v.id, "images"),
+        location: v.location.clone(),
+        published: v.published.clone(),
+        end_of_life: v.end_of_life.clone(),
+        exclude_from_latest: v.exclude_from_latest,
+        provisioning_state: v.provisioning_state.clone(),
+        replication_state: v.replication_state.clone(),
+        regions_json: serde_json::to_string(
+            &v.regions
+                .iter()
+                .map(|r| StoredRegion {
+                    region: r.region.clone(),
+                    state: r.state.clone(),
+                    progress: r.progress,
+                    replicas: r.replicas,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_else(|_| "[]".into()),
     }
 }
 

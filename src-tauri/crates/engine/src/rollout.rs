@@ -166,6 +166,10 @@ pub struct PlanInput {
     pub target_version: String,
     pub target_version_id: String,
     pub replication_state_in_region: String,
+    /// Replicas of the target version in the pool's region.
+    pub replicas_in_region: u32,
+    /// A rollout of this pool that has not ended cleanly (running, paused, failed): `(id, state)`.
+    pub unfinished_rollout: Option<(String, String)>,
     pub hosts: Vec<PlannedHost>,
 }
 
@@ -185,13 +189,34 @@ pub fn plan(input: PlanInput, policy: &RolloutPolicy) -> RolloutPlan {
             ),
         });
     }
+    let cap = effective_capacity(policy, pool_hosts);
+    let replicas_needed = cap.div_ceil(crate::release::VMS_PER_REPLICA).max(1);
+    if input.replication_state_in_region == "Completed" && input.replicas_in_region < replicas_needed {
+        blockers.push(PolicyProblem {
+            field: "version".into(),
+            message: format!(
+                "{} has {} replica(s) in {}; creating up to {cap} VMs at once needs {replicas_needed} (one per {}). Add replicas to the version or lower the cap.",
+                input.target_version,
+                input.replicas_in_region,
+                input.location,
+                crate::release::VMS_PER_REPLICA
+            ),
+        });
+    }
+    if let Some((id, state)) = &input.unfinished_rollout {
+        blockers.push(PolicyProblem {
+            field: "pool".into(),
+            message: format!(
+                "Rollout {id} of this pool is {state}; resume, retry or abort it before starting another."
+            ),
+        });
+    }
     if todo.is_empty() {
         warnings.push(format!("Every host already runs {}.", input.target_version));
     }
     if pool_hosts == 1 {
         warnings.push("The pool has a single host: it is out of service while it is replaced.".into());
     }
-    let cap = effective_capacity(policy, pool_hosts);
     let n = todo.len() as u32;
     let waves = if n == 0 {
         0
@@ -1032,24 +1057,29 @@ impl Rollouts {
     }
 
     pub fn list(&self) -> Result<Vec<RolloutSummary>, EngineError> {
-        let mut out = Vec::new();
-        for r in self.store.rollouts()? {
-            let hosts = self.store.rollout_hosts(&r.id)?;
-            out.push(RolloutSummary {
-                done: hosts.iter().filter(|h| h.stage == "done").count() as u32,
-                total: hosts.len() as u32,
-                state: RolloutState::parse(&r.state),
-                id: r.id,
-                kind: r.kind,
-                pool_name: r.pool_name,
-                ring: r.ring,
-                target_version: r.target_version,
-                created_at: r.created_at,
-                finished_at: r.finished_at,
-            });
-        }
-        Ok(out)
+        summaries(&self.store)
     }
+}
+
+/// Every rollout in the journal, newest first, as the UI lists them.
+pub fn summaries(store: &Store) -> Result<Vec<RolloutSummary>, EngineError> {
+    let mut out = Vec::new();
+    for r in store.rollouts()? {
+        let hosts = store.rollout_hosts(&r.id)?;
+        out.push(RolloutSummary {
+            done: hosts.iter().filter(|h| h.stage == "done").count() as u32,
+            total: hosts.len() as u32,
+            state: RolloutState::parse(&r.state),
+            id: r.id,
+            kind: r.kind,
+            pool_name: r.pool_name,
+            ring: r.ring,
+            target_version: r.target_version,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        });
+    }
+    Ok(out)
 }
 
 struct HostContext {
@@ -1058,7 +1088,7 @@ struct HostContext {
     profile: DeploymentProfile,
 }
 
-fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     let mut rng = rand::rng();
     (0..12).map(|_| char::from_digit(rng.random_range(0..36), 36).unwrap_or('0')).collect()
 }
@@ -1086,6 +1116,8 @@ mod tests {
             target_version: "2".into(),
             target_version_id: "/v/2".into(),
             replication_state_in_region: "Completed".into(),
+            replicas_in_region: 2,
+            unfinished_rollout: None,
             hosts,
         }
     }
@@ -1119,6 +1151,24 @@ mod tests {
         assert_eq!(effective_capacity(&p(CapacityLimit::Percent { percent: 100 }), 4), 3);
         assert_eq!(effective_capacity(&p(CapacityLimit::Hosts { hosts: 7 }), 4), 3);
         assert_eq!(effective_capacity(&p(CapacityLimit::Hosts { hosts: 2 }), 1), 1);
+    }
+
+    #[test]
+    fn preflight_blocks_too_few_replicas_and_an_unfinished_rollout() {
+        let hosts: Vec<PlannedHost> = (0..100).map(|i| host(&format!("h{i}"), 0, HostState::Available, "1")).collect();
+        let wide = RolloutPolicy { capacity: CapacityLimit::Hosts { hosts: 50 }, ..RolloutPolicy::default() };
+        let mut i = input(hosts.clone());
+        i.replicas_in_region = 2;
+        let p = plan(i, &wide);
+        assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+        assert!(p.blockers[0].message.contains("needs 3"), "{}", p.blockers[0].message);
+        let mut i = input(hosts.clone());
+        i.replicas_in_region = 3;
+        assert!(plan(i, &wide).blockers.is_empty());
+        let mut i = input(hosts);
+        i.unfinished_rollout = Some(("r42".into(), "failed".into()));
+        let p = plan(i, &RolloutPolicy::default());
+        assert!(p.blockers.iter().any(|b| b.field == "pool" && b.message.contains("r42 of this pool is failed")));
     }
 
     #[test]

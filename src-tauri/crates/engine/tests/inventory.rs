@@ -39,6 +39,8 @@ fn connection(sim: &SimHandle) -> TenantConnection {
         cloud: "Simulated".into(),
         authority_host: r.login.clone(),
         executor: ringmaster_engine::ExecutorConfig::for_time_scale(1.0),
+        build: ringmaster_engine::BuildConfig::for_time_scale(1.0),
+        principal: "engine test".into(),
     }
 }
 

@@ -4,66 +4,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringmaster_azure::{simulated_tenant_client, RetryPolicy};
-use ringmaster_engine::{
-    CapacityLimit, DrainMode, Engine, ExecutorConfig, RolloutPolicy, RolloutState, RolloutView, TenantConnection,
-};
-use ringmaster_sim::{Seed, SimConfig, SimHandle};
+use ringmaster_engine::{CapacityLimit, DrainMode, Engine, RolloutPolicy, RolloutState, RolloutView, TenantConnection};
+use ringmaster_sim::{Seed, SimHandle};
+
+mod common;
 use ringmaster_store::Store;
 use serde_json::Value;
 
 const TIME_SCALE: f64 = 2000.0;
 
-fn policy_for_tests() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 4,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        min_poll: Duration::from_millis(30),
-        max_poll: Duration::from_millis(500),
-        ..RetryPolicy::default()
-    }
-}
-
 fn connection(sim: &SimHandle) -> TenantConnection {
-    let r = &sim.ready;
-    let ca = std::fs::read(&r.ca_cert).unwrap();
-    let client = simulated_tenant_client(
-        &r.arm,
-        &r.login,
-        &ca,
-        &r.tenant_id,
-        &r.client_id,
-        &r.client_secret,
-        policy_for_tests(),
-    )
-    .unwrap();
-    TenantConnection {
-        client,
-        mode: "demo".into(),
-        tenant_id: r.tenant_id.clone(),
-        tenant_name: r.tenant_name.clone(),
-        cloud: "Simulated".into(),
-        authority_host: r.login.clone(),
-        executor: ExecutorConfig::for_time_scale(TIME_SCALE),
-    }
+    common::connection(sim, TIME_SCALE, common::retry_policy())
 }
 
 async fn start_sim() -> SimHandle {
-    ringmaster_sim::start(SimConfig {
-        seed: Seed::Demo,
-        time_scale: TIME_SCALE,
-        validate_specs: ringmaster_sim::spec::spec_dir_for_tests(),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap()
+    common::start_sim(Seed::Demo, TIME_SCALE).await
 }
 
 async fn stats(sim: &SimHandle) -> Value {
-    let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
-    let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
-    http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap()
+    common::stats(sim).await
 }
 
 fn policy(hosts: u32) -> RolloutPolicy {

@@ -6,6 +6,9 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod build;
+pub use build::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the local database at {path} could not be opened: {source}")]
@@ -57,6 +60,31 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT, rollout_id TEXT NOT NULL REFERENCES rollouts(id), at TEXT NOT NULL,
         host TEXT, level TEXT NOT NULL, message TEXT NOT NULL, request_id TEXT);
      CREATE INDEX rollout_events_rollout ON rollout_events(rollout_id, id);",
+    // 3: the build journal: golden masters, script collections, their runs (evidence) and captures.
+    "CREATE TABLE golden_masters (
+        vm_id TEXT PRIMARY KEY, image_definition_id TEXT NOT NULL, capture_subnet_id TEXT NOT NULL,
+        registered_at TEXT NOT NULL);
+     CREATE TABLE script_collections (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL, updated_at TEXT NOT NULL);
+     CREATE TABLE script_runs (
+        id TEXT PRIMARY KEY, collection_id TEXT NOT NULL, collection_name TEXT NOT NULL, vm_id TEXT NOT NULL,
+        state TEXT NOT NULL, started_by TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT);
+     CREATE TABLE script_steps (
+        run_id TEXT NOT NULL REFERENCES script_runs(id), position INTEGER NOT NULL, script_name TEXT NOT NULL,
+        script_sha256 TEXT NOT NULL, body TEXT NOT NULL, continue_on_error INTEGER NOT NULL,
+        run_command_name TEXT NOT NULL, state TEXT NOT NULL, exit_code INTEGER, output TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '', started_at TEXT, finished_at TEXT, duration_ms INTEGER,
+        PRIMARY KEY (run_id, position));
+     CREATE INDEX script_runs_vm ON script_runs(vm_id, started_at);
+     CREATE TABLE captures (
+        id TEXT PRIMARY KEY, master_vm_id TEXT NOT NULL, version TEXT NOT NULL, version_id TEXT NOT NULL,
+        plan TEXT NOT NULL, state TEXT NOT NULL, stage TEXT NOT NULL, reason TEXT, started_by TEXT NOT NULL,
+        created_at TEXT NOT NULL, finished_at TEXT, resources TEXT NOT NULL, stages TEXT NOT NULL,
+        sysprep_output TEXT NOT NULL DEFAULT '');
+     CREATE TABLE capture_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, capture_id TEXT NOT NULL REFERENCES captures(id), at TEXT NOT NULL,
+        level TEXT NOT NULL, message TEXT NOT NULL, request_id TEXT);
+     CREATE INDEX capture_events_capture ON capture_events(capture_id, id);",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -356,6 +384,36 @@ impl Store {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Put one image version into the cache as the gallery reports it now (after a capture, or a targeted
+    /// refresh of a version whose replication is in progress) without a full inventory refresh.
+    pub fn upsert_version(&self, v: &VersionRow) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "INSERT OR REPLACE INTO image_versions(id, name, gallery, definition, location, published, end_of_life,
+               exclude_from_latest, provisioning_state, replication_state, regions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                v.id,
+                v.name,
+                v.gallery,
+                v.definition,
+                v.location,
+                v.published,
+                v.end_of_life,
+                v.exclude_from_latest,
+                v.provisioning_state,
+                v.replication_state,
+                v.regions_json
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Drop an image version the gallery no longer has from the cache.
+    pub fn remove_version(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()?.execute("DELETE FROM image_versions WHERE lower(id) = lower(?1)", [id])?;
         Ok(())
     }
 
