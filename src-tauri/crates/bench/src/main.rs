@@ -137,27 +137,9 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
             .await?;
     let r = sim.ready.clone();
     let ca = std::fs::read(&r.ca_cert)?;
-    // Poll as against Azure, whose Retry-After is typically 10-30 s: 15 to 60 tenant seconds between polls.
-    let policy_client = RetryPolicy {
-        min_poll: Duration::from_secs_f64(15.0 / scale),
-        max_poll: Duration::from_secs_f64(60.0 / scale),
-        ..RetryPolicy::default()
-    };
-    let client =
-        simulated_tenant_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.client_id, &r.client_secret, policy_client)?;
+    let client = azure_paced_client(&r, &ca, scale)?;
     let dir = tempfile::tempdir()?;
-    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("rollout.db"))?));
-    engine.connect(TenantConnection {
-        client: client.clone(),
-        mode: "bench".into(),
-        tenant_id: r.tenant_id.clone(),
-        tenant_name: r.tenant_name.clone(),
-        cloud: "Simulated".into(),
-        authority_host: r.login.clone(),
-        executor: ExecutorConfig::for_time_scale(scale),
-        build: ringmaster_engine::BuildConfig::for_time_scale(scale),
-        principal: "ringmaster-bench".into(),
-    });
+    let engine = engine_for(client.clone(), &r, &dir.path().join("rollout.db"), scale)?;
     engine.refresh(&|_| {}).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let pool = format!(
         "/subscriptions/{}/resourceGroups/rg-avd-prod/providers/Microsoft.DesktopVirtualization/hostPools/hp-prod-bench",
@@ -261,35 +243,7 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
     let version = text_flag(args, "--version")?;
     let cap: u32 = flag(args, "--cap", 2)?;
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
-    let ca = std::fs::read(&ready.ca_cert)?;
-    let policy_client = RetryPolicy {
-        min_poll: Duration::from_millis(30),
-        max_poll: Duration::from_millis(500),
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    };
-    let client = simulated_tenant_client(
-        &ready.arm,
-        &ready.login,
-        &ca,
-        &ready.tenant_id,
-        &ready.client_id,
-        &ready.client_secret,
-        policy_client,
-    )?;
-    let engine = Engine::new(Arc::new(Store::open(&db)?));
-    engine.connect(TenantConnection {
-        client,
-        mode: "worker".into(),
-        tenant_id: ready.tenant_id.clone(),
-        tenant_name: ready.tenant_name.clone(),
-        cloud: "Simulated".into(),
-        authority_host: ready.login.clone(),
-        executor: ExecutorConfig::for_time_scale(scale),
-        build: ringmaster_engine::BuildConfig::for_time_scale(scale),
-        principal: "ringmaster-bench".into(),
-    });
+    let engine = engine_for(worker_client(&ready)?, &ready, &db, scale)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().rollouts()?.into_iter().next() {
         Some(r) => r.id,
@@ -318,6 +272,38 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// A client that polls as against Azure, whose Retry-After is typically 10-30 s: 15 to 60 tenant seconds
+/// between polls, whatever the tenant's clock speed.
+fn azure_paced_client(r: &ringmaster_sim::ReadyInfo, ca: &[u8], scale: f64) -> anyhow::Result<ArmClient> {
+    let policy = RetryPolicy {
+        min_poll: Duration::from_secs_f64(15.0 / scale),
+        max_poll: Duration::from_secs_f64(60.0 / scale),
+        ..RetryPolicy::default()
+    };
+    Ok(simulated_tenant_client(&r.arm, &r.login, ca, &r.tenant_id, &r.client_id, &r.client_secret, policy)?)
+}
+
+/// The client a crash-test worker uses: quick polls and retries, like the tests.
+fn worker_client(ready: &ringmaster_sim::ReadyInfo) -> anyhow::Result<ArmClient> {
+    let ca = std::fs::read(&ready.ca_cert)?;
+    let policy = RetryPolicy {
+        min_poll: Duration::from_millis(30),
+        max_poll: Duration::from_millis(500),
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    };
+    Ok(simulated_tenant_client(
+        &ready.arm,
+        &ready.login,
+        &ca,
+        &ready.tenant_id,
+        &ready.client_id,
+        &ready.client_secret,
+        policy,
+    )?)
 }
 
 fn engine_for(
@@ -384,14 +370,7 @@ async fn capture(args: &[String]) -> anyhow::Result<()> {
             .await?;
     let r = sim.ready.clone();
     let ca = std::fs::read(&r.ca_cert)?;
-    // Poll as against Azure (Retry-After 10-30 s): 15 to 60 tenant seconds between polls.
-    let policy_client = RetryPolicy {
-        min_poll: Duration::from_secs_f64(15.0 / scale),
-        max_poll: Duration::from_secs_f64(60.0 / scale),
-        ..RetryPolicy::default()
-    };
-    let client =
-        simulated_tenant_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.client_id, &r.client_secret, policy_client)?;
+    let client = azure_paced_client(&r, &ca, scale)?;
     let http = ringmaster_azure::http_client(Some(&ca))?;
     let dir = tempfile::tempdir()?;
     let engine = engine_for(client.clone(), &r, &dir.path().join("capture.db"), scale)?;
@@ -463,24 +442,7 @@ async fn capture_worker(args: &[String]) -> anyhow::Result<()> {
         serde_json::from_str(&std::fs::read_to_string(text_flag(args, "--ready")?)?)?;
     let db = std::path::PathBuf::from(text_flag(args, "--db")?);
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
-    let ca = std::fs::read(&ready.ca_cert)?;
-    let policy_client = RetryPolicy {
-        min_poll: Duration::from_millis(30),
-        max_poll: Duration::from_millis(500),
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    };
-    let client = simulated_tenant_client(
-        &ready.arm,
-        &ready.login,
-        &ca,
-        &ready.tenant_id,
-        &ready.client_id,
-        &ready.client_secret,
-        policy_client,
-    )?;
-    let engine = engine_for(client, &ready, &db, scale)?;
+    let engine = engine_for(worker_client(&ready)?, &ready, &db, scale)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().captures()?.into_iter().next() {
         Some(c) => c.id,

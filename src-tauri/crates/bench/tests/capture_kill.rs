@@ -3,10 +3,11 @@
 //! golden master never sysprepped, generalized or stopped.
 
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::Rng;
 use ringmaster_sim::{Seed, SimConfig};
+
+mod common;
 
 const KILLS: usize = 10;
 const TIME_SCALE: &str = "100";
@@ -39,34 +40,7 @@ async fn killed_ten_times_the_capture_resumes_and_leaves_nothing_behind() {
     let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
     let http = ringmaster_azure::http_client(Some(&ca)).unwrap();
 
-    let mut kills = 0;
-    let mut finished_early = false;
-    while kills < KILLS {
-        let mut child = worker(&ready, &db);
-        let wait = Duration::from_millis(rand::rng().random_range(300..1500));
-        tokio::time::sleep(wait).await;
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "a worker failed on its own: {status}");
-            finished_early = true;
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-    }
-    if !finished_early {
-        let mut child = worker(&ready, &db);
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(started.elapsed() < Duration::from_secs(240), "the capture did not finish after the kills");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        assert!(status.success(), "the last worker failed: {status}");
-    }
-    eprintln!("killed {kills} times; finished before the last kill: {finished_early}");
+    let kills = common::kill_repeatedly(|| worker(&ready, &db), KILLS, 300..1500, Duration::from_secs(240)).await;
     assert_eq!(kills, KILLS, "the capture finished before {KILLS} kills; it needs to run longer");
 
     let s: serde_json::Value = http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap();

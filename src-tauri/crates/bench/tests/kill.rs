@@ -2,10 +2,11 @@
 //! completes with no duplicate VMs, no orphan NICs or disks, no host left drained, and the capacity cap kept.
 
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::Rng;
 use ringmaster_sim::{Seed, SimConfig};
+
+mod common;
 
 const KILLS: usize = 20;
 const CAP: u64 = 2;
@@ -58,35 +59,7 @@ async fn killed_twenty_times(faults: serde_json::Value) {
     let r = http.post(format!("{}/_sim/faults", sim.ready.arm)).json(&faults).send().await.unwrap();
     assert!(r.status().is_success());
 
-    let mut kills = 0;
-    let mut finished_early = false;
-    while kills < KILLS {
-        let mut child = worker(&ready, &db, &pool);
-        let wait = Duration::from_millis(rand::rng().random_range(100..600));
-        tokio::time::sleep(wait).await;
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "a worker failed on its own: {status}");
-            finished_early = true;
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-    }
-    if !finished_early {
-        // Start once more and let it finish.
-        let mut child = worker(&ready, &db, &pool);
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(started.elapsed() < Duration::from_secs(180), "the rollout did not finish after the kills");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        assert!(status.success(), "the last worker failed: {status}");
-    }
-    eprintln!("killed {kills} times; finished before the last kill: {finished_early}");
+    let kills = common::kill_repeatedly(|| worker(&ready, &db, &pool), KILLS, 100..600, Duration::from_secs(180)).await;
     assert_eq!(kills, KILLS, "the rollout finished before {KILLS} kills; it needs to run longer");
 
     let s: serde_json::Value = http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap();

@@ -81,10 +81,11 @@ impl BuildConfig {
     }
 }
 
+/// Why a step of a rollout, script run or capture failed, with ARM's request id when Azure answered.
 #[derive(Debug)]
-struct StepError {
-    message: String,
-    request_id: Option<String>,
+pub(crate) struct StepError {
+    pub(crate) message: String,
+    pub(crate) request_id: Option<String>,
 }
 
 impl From<AzureError> for StepError {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use ringmaster_azure::{ops, ArmClient, AzureError};
+use ringmaster_azure::{ops, ArmClient};
 use ringmaster_store::{RolloutEventRecord, RolloutHostRecord, RolloutRecord, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -405,23 +405,7 @@ pub struct Rollouts {
     token_lock: tokio::sync::Mutex<()>,
 }
 
-#[derive(Debug)]
-struct StepError {
-    message: String,
-    request_id: Option<String>,
-}
-
-impl From<AzureError> for StepError {
-    fn from(e: AzureError) -> Self {
-        StepError { request_id: e.request_id(), message: e.to_string() }
-    }
-}
-
-impl From<ringmaster_store::StoreError> for StepError {
-    fn from(e: ringmaster_store::StoreError) -> Self {
-        StepError { message: e.to_string(), request_id: None }
-    }
-}
+use crate::build::StepError;
 
 impl Rollouts {
     pub fn new(store: Arc<Store>, client: ArmClient, config: ExecutorConfig, notify: Notifier) -> Arc<Rollouts> {

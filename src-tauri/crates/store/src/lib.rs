@@ -362,25 +362,8 @@ impl Store {
                     h.failed_checks.join("\n"),
                 ])?;
             }
-            let mut st = tx.prepare(
-                "INSERT OR REPLACE INTO image_versions(id, name, gallery, definition, location, published, end_of_life,
-                   exclude_from_latest, provisioning_state, replication_state, regions)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
             for v in &s.versions {
-                st.execute(params![
-                    v.id,
-                    v.name,
-                    v.gallery,
-                    v.definition,
-                    v.location,
-                    v.published,
-                    v.end_of_life,
-                    v.exclude_from_latest,
-                    v.provisioning_state,
-                    v.replication_state,
-                    v.regions_json
-                ])?;
+                Self::put_version(&tx, v)?;
             }
         }
         tx.commit()?;
@@ -390,24 +373,28 @@ impl Store {
     /// Put one image version into the cache as the gallery reports it now (after a capture, or a targeted
     /// refresh of a version whose replication is in progress) without a full inventory refresh.
     pub fn upsert_version(&self, v: &VersionRow) -> Result<(), StoreError> {
-        self.conn()?.execute(
+        Self::put_version(&*self.conn()?, v)
+    }
+
+    fn put_version(conn: &Connection, v: &VersionRow) -> Result<(), StoreError> {
+        conn.prepare_cached(
             "INSERT OR REPLACE INTO image_versions(id, name, gallery, definition, location, published, end_of_life,
                exclude_from_latest, provisioning_state, replication_state, regions)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                v.id,
-                v.name,
-                v.gallery,
-                v.definition,
-                v.location,
-                v.published,
-                v.end_of_life,
-                v.exclude_from_latest,
-                v.provisioning_state,
-                v.replication_state,
-                v.regions_json
-            ],
-        )?;
+        )?
+        .execute(params![
+            v.id,
+            v.name,
+            v.gallery,
+            v.definition,
+            v.location,
+            v.published,
+            v.end_of_life,
+            v.exclude_from_latest,
+            v.provisioning_state,
+            v.replication_state,
+            v.regions_json
+        ])?;
         Ok(())
     }
 
