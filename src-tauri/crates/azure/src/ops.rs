@@ -311,3 +311,40 @@ pub async fn list_usages(client: &ArmClient, subscription_id: &str, location: &s
         )
         .await
 }
+
+/// Make a release visible to `latest` (it reached Prod): `excludeFromLatest=false` on the version and on each of
+/// its target regions (latest resolves per region). Idempotent.
+pub async fn publish_to_latest(client: &ArmClient, version_id: &str) -> Result<(), AzureError> {
+    set_exclude_from_latest(client, version_id, false).await
+}
+
+/// Hide a version from `latest` or show it, everywhere it is replicated. The update body carries the version's
+/// source as read, because the spec requires `storageProfile` on update.
+pub async fn set_exclude_from_latest(client: &ArmClient, version_id: &str, exclude: bool) -> Result<(), AzureError> {
+    let v = client.get_json::<Value>(version_id, &gallery(), "image version").await?;
+    let regions: Vec<Value> = v["properties"]["publishingProfile"]["targetRegions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let mut t = json!({"name": r["name"], "excludeFromLatest": exclude});
+            for k in ["regionalReplicaCount", "storageAccountType"] {
+                if !r[k].is_null() {
+                    t[k] = r[k].clone();
+                }
+            }
+            t
+        })
+        .collect();
+    let mut profile = json!({"excludeFromLatest": exclude});
+    if !regions.is_empty() {
+        profile["targetRegions"] = Value::Array(regions);
+    }
+    let body = json!({"properties": {
+        "publishingProfile": profile,
+        "storageProfile": {"source": v["properties"]["storageProfile"]["source"]}
+    }});
+    client.send_lro(Method::PATCH, version_id, &gallery(), Some(&body)).await?;
+    Ok(())
+}

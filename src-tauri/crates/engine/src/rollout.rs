@@ -715,6 +715,10 @@ impl Rollouts {
                 if state == RolloutState::Running && !queued_left {
                     let failed_now = self.store.rollout_hosts(id)?.iter().filter(|h| h.stage == "failed").count();
                     if failed_now == 0 {
+                        // Before the state flips, so whoever sees "completed" in Prod sees the release in latest.
+                        if record.kind == "rollout" && is_prod_ring(&record.ring) {
+                            self.publish(id, &record).await;
+                        }
                         self.set_state(id, RolloutState::Completed, None)?;
                         self.event(
                             id,
@@ -746,6 +750,33 @@ impl Rollouts {
                 }
                 _ = wake.notified() => {}
             }
+        }
+    }
+
+    /// The release reached Prod: make it visible to `latest` (captures create versions hidden from it).
+    async fn publish(&self, id: &str, record: &RolloutRecord) {
+        match ops::publish_to_latest(&self.client, &record.target_version_id).await {
+            Ok(()) => {
+                if let Ok(Some(v)) = ops::get_image_version(&self.client, &record.target_version_id).await {
+                    if let Ok(r) = ringmaster_azure::inventory::image_version_from_json(v) {
+                        let _ = self.store.upsert_version(&crate::rings::version_row(&r));
+                    }
+                }
+                self.event(
+                    id,
+                    None,
+                    "info",
+                    format!("{} reached Prod: now visible to 'latest'", record.target_version),
+                    None,
+                )
+            }
+            Err(e) => self.event(
+                id,
+                None,
+                "warning",
+                format!("{} reached Prod but could not be made visible to 'latest': {e}", record.target_version),
+                e.request_id(),
+            ),
         }
     }
 
@@ -1070,6 +1101,11 @@ struct HostContext {
     record: RolloutRecord,
     policy: RolloutPolicy,
     profile: DeploymentProfile,
+}
+
+/// Prod by its display name (`Prod`, `Production`).
+pub fn is_prod_ring(ring: &str) -> bool {
+    matches!(ring.to_ascii_lowercase().as_str(), "prod" | "production")
 }
 
 pub(crate) fn uuid_like() -> String {

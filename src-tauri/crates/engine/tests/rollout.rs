@@ -248,3 +248,40 @@ async fn a_rollout_completes_through_5xx_errors_and_a_429_storm() {
     let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
     assert!(pool_max.unwrap_or(0) <= 3, "capacity cap kept: {s}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_completes_in_prod_becomes_visible_to_latest() {
+    let sim = common::start_sim(Seed::Rollout(4), TIME_SCALE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(Arc::new(Store::open(&dir.path().join("p.db")).unwrap()));
+    let conn = connection(&sim);
+    let client = conn.client.clone();
+    engine.connect(conn);
+    let version = format!(
+        "/subscriptions/{}/resourceGroups/rg-avd-images/providers/Microsoft.Compute/galleries/gal_avd_northwind/images/win11-24h2-avd-m365/versions/2026.1030.1",
+        sim.ready.subscriptions[0]
+    );
+    // As a capture leaves it: hidden from latest, everywhere.
+    ringmaster_azure::ops::set_exclude_from_latest(&client, &version, true).await.unwrap();
+    let before = ringmaster_azure::ops::get_image_version(&client, &version).await.unwrap().unwrap();
+    assert_eq!(before["properties"]["publishingProfile"]["excludeFromLatest"], true);
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = format!(
+        "/subscriptions/{}/resourceGroups/rg-avd-prod/providers/Microsoft.DesktopVirtualization/hostPools/hp-prod-bench",
+        sim.ready.subscriptions[0]
+    );
+    let view = engine.start_rollout(&pool, "2026.1030.1", &policy(2)).await.unwrap();
+    let done = wait_finished(&engine, &view.id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.reason);
+    let v = ringmaster_azure::ops::get_image_version(&client, &version).await.unwrap().unwrap();
+    assert_eq!(v["properties"]["publishingProfile"]["excludeFromLatest"], false);
+    assert!(v["properties"]["publishingProfile"]["targetRegions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["excludeFromLatest"] == false));
+    let cached = engine.image_versions().unwrap().into_iter().find(|v| v.name == "2026.1030.1").unwrap();
+    assert!(!cached.exclude_from_latest, "the cache follows at once");
+    assert!(done.events.iter().any(|e| e.message.contains("visible to 'latest'")));
+    assert!(common::stats(&sim).await["specViolations"].as_array().unwrap().is_empty());
+}
