@@ -47,6 +47,18 @@ impl Cloud {
             arm_scope: "https://management.azure.com/.default".into(),
         }
     }
+    /// Entra v2 authorization endpoint for `tenant` (an id, a domain, or `organizations`).
+    pub fn authorize_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/authorize", self.authority_host.trim_end_matches('/'))
+    }
+    /// Entra v2 token endpoint for `tenant`.
+    pub fn token_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", self.authority_host.trim_end_matches('/'))
+    }
+    /// Entra v2 device authorization endpoint for `tenant`.
+    pub fn device_code_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/devicecode", self.authority_host.trim_end_matches('/'))
+    }
     /// By the names `az cloud list` uses.
     pub fn by_name(name: &str) -> Option<Cloud> {
         match name.to_ascii_lowercase().as_str() {

@@ -43,7 +43,7 @@ impl AccessToken {
     }
 
     /// Refresh a little early so a token does not expire in flight.
-    fn fresh(&self) -> bool {
+    pub(crate) fn fresh(&self) -> bool {
         self.expires_at - time::Duration::minutes(2) > OffsetDateTime::now_utc()
     }
 }

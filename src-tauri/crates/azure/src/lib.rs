@@ -1,5 +1,6 @@
-//! Talking to Azure: Entra tokens, the ARM client (retry, throttling, paging, long-running operations) and the
-//! typed operations the app makes. Nothing here knows about rings or the UI.
+//! Talking to Azure: Entra tokens (a service principal, the Azure CLI, a person's interactive sign-in), the ARM client
+//! (retry, throttling, paging, long-running operations) and the typed operations the app makes. Nothing here knows
+//! about rings or the UI.
 
 pub mod client;
 pub mod cloud;
@@ -7,8 +8,13 @@ pub mod credential;
 pub mod error;
 pub mod inventory;
 pub mod ops;
+pub mod signin;
 
 pub use client::{http_client, simulated_tenant_client, ArmClient, RetryPolicy};
 pub use cloud::Cloud;
 pub use credential::{AccessToken, AzureCliSource, ClientSecretCredential, TokenSource};
-pub use error::{ArmError, AzureError};
+pub use error::{aadsts_plain_words, ArmError, AzureError, EntraError, SignInError};
+pub use signin::{
+    list_tenants, Account, AuthCodeFlow, AuthorizationRequest, DeviceCodeFlow, DeviceCodePrompt, PublicClientApp,
+    RefreshToken, RefreshTokenCredential, SignedIn, TenantInfo, TokenCache,
+};

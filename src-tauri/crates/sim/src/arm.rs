@@ -126,8 +126,8 @@ async fn handle(shared: &Arc<Shared>, method: Method, uri: Uri, headers: HeaderM
     let op = operation_name(&req);
     shared.count(&op);
 
-    let principal = match entra::verify(&shared, headers.get("authorization").and_then(|v| v.to_str().ok())) {
-        Ok(oid) => oid,
+    let caller = match entra::verify_caller(&shared, headers.get("authorization").and_then(|v| v.to_str().ok())) {
+        Ok(c) => c,
         Err(problem) => {
             if let Ok(mut s) = shared.stats.lock() {
                 s.unauthorized += 1;
@@ -135,6 +135,10 @@ async fn handle(shared: &Arc<Shared>, method: Method, uri: Uri, headers: HeaderM
             return finish(unauthorized(&shared, problem), &correlation);
         }
     };
+    if let Some(reply) = other_tenant(&shared, &req, &op, &caller) {
+        return finish(reply, &correlation);
+    }
+    let principal = caller.oid;
     crate::rollout::advance(&shared);
 
     if let Some(reply) = injected_fault(&shared, &op) {
@@ -213,6 +217,33 @@ async fn handle(shared: &Arc<Shared>, method: Method, uri: Uri, headers: HeaderM
         }
     }
     finish(reply, &correlation)
+}
+
+/// A token from another tenant (the second one, where the test user is a guest) holds no role on this tenant's
+/// subscriptions: it lists none, and ARM refuses it on any of them for its issuer.
+fn other_tenant(shared: &Shared, req: &Req, op: &str, caller: &entra::Caller) -> Option<Reply> {
+    let home = shared.tenant.read().map(|t| t.tenant_id.clone()).unwrap_or_default();
+    if caller.tenant_id.is_empty() || caller.tenant_id.eq_ignore_ascii_case(&home) {
+        return None;
+    }
+    if op == "Subscriptions_List" {
+        return Some(Reply::ok(json!({"value": [], "nextLink": ""})));
+    }
+    if req.lower.first().map(String::as_str) == Some("subscriptions") {
+        let tid = &caller.tenant_id;
+        return Some(
+            Reply::error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationTokenTenant",
+                format!("The access token is from the wrong issuer 'https://sts.windows.net/{tid}/'. It must match the tenant 'https://sts.windows.net/{home}/' associated with this subscription. Please use the authority (URL) 'https://login.windows.net/{home}' to get the token."),
+            )
+            .header(
+                "WWW-Authenticate",
+                format!("Bearer authorization_uri=\"{}/{home}\", error=\"invalid_token\", error_description=\"The access token is from the wrong issuer.\"", shared.login_base),
+            ),
+        );
+    }
+    None
 }
 
 fn finish(reply: Reply, correlation: &str) -> Response {
@@ -551,6 +582,7 @@ fn route(shared: &Shared, req: &Req, op: &str, principal: &str) -> Reply {
                 .collect();
             page(shared, req, items, page_size)
         }
+        "Tenants_List" => page(shared, req, shared.directory.tenants_for(principal), page_size),
         "Subscriptions_Get" => {
             let sub = &req.segs[1];
             let s = tenant.subscriptions.iter().find(|s| s.id.eq_ignore_ascii_case(sub));

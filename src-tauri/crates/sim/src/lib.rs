@@ -1,4 +1,5 @@
-//! A simulated Azure tenant: Entra v2 (client credentials), ARM (subscriptions, galleries, VMs, managed run
+//! A simulated Azure tenant: Entra v2 (client credentials; a person's sign-in by authorization code + PKCE, refresh
+//! token and device code, with a second tenant the test user reaches), ARM (subscriptions, galleries, VMs, managed run
 //! commands, disks and snapshots, AVD host pools, session hosts, user sessions) and Resource Graph, served over HTTPS
 //! on loopback with ARM's protocol rules: paging, error bodies, throttling, long-running operations. Used in-process
 //! by the app's demo mode and as the `ringmaster-sim` binary by tests and benchmarks.
@@ -12,6 +13,7 @@ mod arm;
 mod capture;
 mod entra;
 pub mod graph;
+pub mod le;
 mod lifecycle;
 mod rollout;
 mod runcommand;
@@ -40,6 +42,8 @@ pub enum SimError {
     State { path: String, source: std::io::Error },
     #[error("the Azure specs could not be loaded for validation: {0}")]
     Specs(String),
+    #[error("the simulated Login Enterprise appliance could not start: {0}")]
+    LoginEnterprise(String),
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +64,10 @@ pub struct SimConfig {
     pub token_lifetime_s: i64,
     /// Seconds the sim asks LRO pollers to wait (`Retry-After`).
     pub lro_retry_after_s: u64,
+    /// The device code flow's polling `interval` (Entra: 5).
+    pub device_code_interval_s: u64,
+    /// How long a device code stays valid (Entra: 900).
+    pub device_code_lifetime_s: u64,
 }
 
 impl Default for SimConfig {
@@ -74,6 +82,8 @@ impl Default for SimConfig {
             page_size: 25,
             token_lifetime_s: 3600,
             lro_retry_after_s: 1,
+            device_code_interval_s: 5,
+            device_code_lifetime_s: 900,
         }
     }
 }
@@ -90,6 +100,24 @@ pub struct ReadyInfo {
     pub client_secret: String,
     pub subscriptions: Vec<String>,
     pub stats: String,
+    /// The public-client app registration a person signs in with (loopback redirect, device code).
+    #[serde(default)]
+    pub public_client_id: String,
+    /// The user the sim signs in as (UPN); a guest in the second tenant.
+    #[serde(default)]
+    pub test_user: String,
+    /// A second tenant the test user reaches: `GET /tenants` lists it, refresh tokens redeem for it.
+    #[serde(default)]
+    pub second_tenant_id: String,
+    /// The simulated Login Enterprise appliance's API base (`https://localhost:P/publicApi`).
+    #[serde(default)]
+    pub le: String,
+    /// Its public API access token.
+    #[serde(default)]
+    pub le_token: String,
+    /// The CA its certificate chains to (PEM path).
+    #[serde(default)]
+    pub le_ca_cert: String,
 }
 
 /// Injected faults, set through `POST /_sim/faults`.
@@ -185,6 +213,24 @@ pub struct Stats {
     pub capture_leftovers: Vec<String>,
     /// The sim clock at the time of the answer (RFC 3339); the `Date` header of every ARM answer carries it too.
     pub sim_now: String,
+    /// What the sign-in endpoints saw.
+    #[serde(default)]
+    pub sign_in: SignInStats,
+}
+
+/// Counters of the sign-in endpoints, for tests that must not time things.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SignInStats {
+    pub authorize_requests: u64,
+    pub codes_issued: u64,
+    pub codes_redeemed: u64,
+    pub refresh_tokens_redeemed: u64,
+    pub refresh_tokens_refused: u64,
+    pub device_codes_issued: u64,
+    pub device_code_polls: u64,
+    pub device_code_slow_downs: u64,
+    pub user_tokens_issued: u64,
 }
 
 pub(crate) struct Shared {
@@ -202,6 +248,10 @@ pub(crate) struct Shared {
     pub login_base: String,
     pub client_id: String,
     pub client_secret: String,
+    /// Entra's tenants and test user.
+    pub directory: entra::Directory,
+    /// Authorization codes, refresh tokens and device codes issued.
+    pub entra: Mutex<entra::EntraState>,
     /// Resource Graph result snapshots that `$skipToken`s page through (id, rows).
     pub graph_snapshots: Mutex<Vec<(u64, Arc<Vec<serde_json::Value>>)>>,
     pub graph_snapshot_seq: std::sync::atomic::AtomicU64,
@@ -228,6 +278,8 @@ impl Shared {
 pub struct SimHandle {
     pub ready: ReadyInfo,
     handles: Vec<axum_server::Handle>,
+    /// The simulated Login Enterprise appliance.
+    pub appliance: Option<le::LeHandle>,
     _state_dir: Option<tempdir::TempDir>,
 }
 
@@ -235,6 +287,9 @@ impl SimHandle {
     pub fn shutdown(&self) {
         for h in &self.handles {
             h.shutdown();
+        }
+        if let Some(a) = &self.appliance {
+            a.shutdown();
         }
     }
 }
@@ -305,7 +360,15 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         client_secret: format!("sim~{}", uuid::Uuid::new_v4().simple()),
         subscriptions: tenant.subscriptions.iter().map(|s| s.id.clone()).collect(),
         stats: format!("{arm_base}/_sim/stats"),
+        public_client_id: entra::PUBLIC_CLIENT_ID.to_string(),
+        test_user: String::new(),
+        second_tenant_id: entra::SECOND_TENANT_ID.to_string(),
+        le: String::new(),
+        le_token: String::new(),
+        le_ca_cert: String::new(),
     };
+    let directory = entra::Directory::new(&tenant.tenant_id, &tenant.display_name);
+    let ready = ReadyInfo { test_user: directory.user_upn.clone(), ..ready };
     let shared = Arc::new(Shared {
         config: config.clone(),
         tenant: RwLock::new(tenant),
@@ -320,6 +383,8 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         login_base,
         client_id: ready.client_id.clone(),
         client_secret: ready.client_secret.clone(),
+        directory,
+        entra: Mutex::new(entra::EntraState::default()),
         graph_snapshots: Mutex::new(Vec::new()),
         graph_snapshot_seq: std::sync::atomic::AtomicU64::new(1),
     });
@@ -342,5 +407,25 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     });
     arm_handle.listening().await;
     login_handle.listening().await;
-    Ok(SimHandle { ready, handles: vec![arm_handle, login_handle], _state_dir: temp })
+    // The Login Enterprise appliance the Test ring's gate talks to, on the same clock speed; its responses are
+    // checked against the LE spec whenever the Azure ones are.
+    let mut le_listen = config.listen;
+    le_listen.set_port(0);
+    let appliance = le::start_appliance(le::LeConfig {
+        listen: le_listen,
+        time_scale: config.time_scale,
+        spec: config.validate_specs.as_ref().map(|_| le::default_spec_path()).filter(|p| p.is_file()),
+        state_dir: Some(state_dir.clone()),
+        latency_ms: config.latency_ms,
+        ..le::LeConfig::default()
+    })
+    .await
+    .map_err(|e| SimError::LoginEnterprise(e.to_string()))?;
+    let ready = ReadyInfo {
+        le: appliance.base_url.clone(),
+        le_token: appliance.token.clone(),
+        le_ca_cert: appliance.ca_cert.display().to_string(),
+        ..ready
+    };
+    Ok(SimHandle { ready, handles: vec![arm_handle, login_handle], appliance: Some(appliance), _state_dir: temp })
 }

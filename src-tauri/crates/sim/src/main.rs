@@ -1,11 +1,14 @@
-//! `ringmaster-sim`: the simulated Azure tenant as a process. Prints one JSON line when ready, runs until killed.
+//! `ringmaster-sim`: the simulated Azure tenant as a process. Prints one JSON line when ready (endpoints, CA, the
+//! automation app's client credentials, the public client id and test user for interactive sign-in, the second
+//! tenant), runs until killed.
 
 use std::path::PathBuf;
 
 use ringmaster_sim::{start, Seed, SimConfig};
 
 const USAGE: &str = "usage: ringmaster-sim [--listen 127.0.0.1:0] [--seed demo|large] [--latency-ms N] \
-[--time-scale X] [--state-dir DIR] [--page-size N] [--token-lifetime-s N] [--validate-specs [DIR]]";
+[--time-scale X] [--state-dir DIR] [--page-size N] [--token-lifetime-s N] [--device-code-interval-s N] \
+[--device-code-lifetime-s N] [--validate-specs [DIR]]";
 
 fn parse(args: &[String]) -> Result<SimConfig, String> {
     let mut c = SimConfig::default();
@@ -35,6 +38,15 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
             }
             "--token-lifetime-s" => {
                 c.token_lifetime_s = value()?.parse().map_err(|e| format!("--token-lifetime-s: {e}"))?
+            }
+            "--device-code-interval-s" => {
+                c.device_code_interval_s = value()?.parse().map_err(|e| format!("--device-code-interval-s: {e}"))?;
+                if c.device_code_interval_s == 0 {
+                    return Err("--device-code-interval-s must be at least 1".into());
+                }
+            }
+            "--device-code-lifetime-s" => {
+                c.device_code_lifetime_s = value()?.parse().map_err(|e| format!("--device-code-lifetime-s: {e}"))?
             }
             "--validate-specs" => {
                 let dir = match args.get(i + 1) {

@@ -8,6 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 mod build;
 pub use build::*;
+pub mod secrets;
+pub use secrets::{SealedSecret, SecretBlobs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,6 +87,10 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY AUTOINCREMENT, capture_id TEXT NOT NULL REFERENCES captures(id), at TEXT NOT NULL,
         level TEXT NOT NULL, message TEXT NOT NULL, request_id TEXT);
      CREATE INDEX capture_events_capture ON capture_events(capture_id, id);",
+    // 4: secrets, sealed: only ciphertext and its nonce; the key is in the OS keyring (see `secrets`).
+    "CREATE TABLE secrets (
+        profile TEXT NOT NULL, name TEXT NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
+        updated_at TEXT NOT NULL, PRIMARY KEY (profile, name));",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
