@@ -16,6 +16,7 @@ import {
   summary,
   syncStatus,
 } from "./test/fixtures";
+import { captureView, collection, master } from "./test/build-fixtures";
 import { byTestId, findByTestId, render, text, waitFor } from "./test/util";
 
 type Handler = (args: Record<string, unknown> | undefined) => unknown;
@@ -158,9 +159,9 @@ describe("App", () => {
     const target = renderApp();
     await waitFor(() => expect(byTestId(target, "pool-card")).toHaveLength(5));
 
-    byTestId(target, "nav-images")[0].click();
-    await waitFor(() => expect(byTestId(target, "image-row")).toHaveLength(3));
-    expect(byTestId(target, "nav-images")[0].getAttribute("aria-current")).toBe("page");
+    byTestId(target, "nav-releases")[0].click();
+    await waitFor(() => expect(byTestId(target, "release-row")).toHaveLength(3));
+    expect(byTestId(target, "nav-releases")[0].getAttribute("aria-current")).toBe("page");
 
     byTestId(target, "nav-settings")[0].click();
     await waitFor(() => expect(text(target)).toContain("RINGMASTER_TENANT=azure-cli"));
@@ -243,5 +244,41 @@ describe("App", () => {
     await emit("rollout-updated", ROLLOUT_ID);
     await new Promise((resolve) => setTimeout(resolve, 700));
     expect(count("refresh_inventory")).toBe(1);
+  });
+
+  it("lists the pipeline in order in the sidebar, Build first", () => {
+    backend();
+    const target = renderApp();
+    const pipeline = target.querySelector('ul[aria-labelledby="nav-pipeline"]')!;
+    expect([...pipeline.querySelectorAll("[data-testid^=nav-]")].map((b) => b.getAttribute("data-testid"))).toEqual([
+      "nav-build",
+      "nav-releases",
+      "nav-rings",
+      "nav-rollouts",
+    ]);
+  });
+
+  it("refreshes the inventory once a capture it follows succeeds, and counts it in the sidebar while it runs", async () => {
+    let view = captureView();
+    const summary = () => ({ id: view.id, version: view.plan.version, state: view.state, stage: view.stage, createdAt: view.createdAt, finishedAt: view.finishedAt, reason: view.reason });
+    backend({
+      get_golden_masters: () => [master()],
+      get_collections: () => [collection()],
+      get_script_runs: () => [],
+      get_captures: () => [summary()],
+      get_capture: () => view,
+    });
+    const target = renderApp();
+    await waitFor(() => expect(text(byTestId(target, "nav-build-count")[0])).toBe("1"));
+    byTestId(target, "nav-build")[0].click();
+    const panel = await findByTestId(target, "capture-panel");
+    expect(panel.dataset.state).toBe("running");
+    expect(count("refresh_inventory")).toBe(0);
+
+    view = { ...view, state: "succeeded", stage: "done", finishedAt: new Date(NOW).toISOString() };
+    await emit("build-updated", { kind: "capture", id: view.id });
+    await waitFor(() => expect(count("refresh_inventory")).toBe(1));
+    await waitFor(() => expect(byTestId(target, "capture-panel")[0].dataset.state).toBe("succeeded"));
+    await waitFor(() => expect(byTestId(target, "nav-build-count")).toHaveLength(0));
   });
 });

@@ -2,12 +2,15 @@
  * Browser preview with a mocked backend (demo tenant), for screenshots and UI work without Tauri.
  * Served by `npm run dev` at /preview.html; never part of `vite build` (only index.html is).
  *
- * Query parameters: view=rings|images|hosts|rollouts|settings, refresh (start a background refresh),
+ * Query parameters: view=build|releases|rings|hosts|rollouts|settings (images = releases), refresh (start a background refresh),
  * error (last refresh failed), empty (first run: no cached inventory), pool=<name> (hosts of a pool),
  * rollout=<id> (that rollout on the Rollouts screen), live (move the running rollouts along),
  * menu=<pool name> (open that pool card's menu),
  * start=<pool name> / rollback=<pool name> (open that dialog from the pool's menu on the board),
  * with start: version=<name> (pick that version) and message=<text> (type that message).
+ * Build and Releases: build=capture|idle (a capture half-way, or nothing under way, instead of a run streaming output), release=<version>
+ * (that release's page), open=capture|register|delete-collection|retention|new-collection|script (open that dialog, form or script),
+ * collection=<name> (pick that collection in the editor), runId=<id> / captureId=<id> (show that run or capture).
  */
 import { invoke } from "@tauri-apps/api/core";
 import { mockIPC } from "@tauri-apps/api/mocks";
@@ -18,7 +21,8 @@ import { demoBackend, makeDemoTenant } from "./fixtures/demo";
 import { VIEWS, type View } from "./lib/stores/router.svelte";
 
 const params = new URLSearchParams(location.search);
-const requested = params.get("view") as View | null;
+const requestedRaw = params.get("view");
+const requested = (requestedRaw === "images" ? "releases" : requestedRaw) as View | null;
 const initialView: View = requested && VIEWS.includes(requested) ? requested : "rings";
 
 const tenant = makeDemoTenant({ empty: params.has("empty") });
@@ -33,6 +37,7 @@ const backend = demoBackend(tenant, {
   refreshMs: Number(params.get("refreshMs") ?? 6000),
   live: params.has("live"),
   tickMs: Number(params.get("tickMs") ?? 2500),
+  buildScenario: params.get("build") === "capture" ? "capture" : params.get("build") === "idle" ? "idle" : "run",
 });
 mockIPC((cmd, args) => backend(cmd, args), { shouldMockEvents: true });
 
@@ -50,8 +55,46 @@ mount(App, {
     initialView,
     initialPool: pool ? ([...tenant.poolNames].find(([, name]) => name === pool)?.[0] ?? null) : null,
     initialRollout: params.get("rollout"),
+    initialRelease: params.get("release"),
   },
 });
+
+// Build and Releases: open a dialog or form, or pick a collection / run / capture, as a user would.
+const click = (selector: string) => document.querySelector<HTMLElement>(selector)?.click();
+setTimeout(() => {
+  const collection = params.get("collection");
+  if (collection) {
+    [...document.querySelectorAll<HTMLElement>('[data-testid="collection-item"]')].find((b) => b.textContent?.includes(collection))?.click();
+  }
+  const runId = params.get("runId");
+  if (runId) click(`[data-testid="run-row"][data-run-id="${runId}"] button`);
+  const captureId = params.get("captureId");
+  if (captureId) {
+    [...document.querySelectorAll<HTMLElement>('[data-testid="capture-history"] button')].find((b) => b.textContent?.includes(captureId))?.click();
+  }
+  switch (params.get("open")) {
+    case "capture":
+      click('[data-testid="capture-button"]');
+      break;
+    case "register":
+      click('[data-testid="register-button"]');
+      break;
+    case "delete-collection":
+      click('[data-testid="delete-collection"]');
+      break;
+    case "retention":
+      click('[data-testid="retention-delete-button"]');
+      break;
+    case "new-collection":
+      click('[data-testid="new-collection"]');
+      // Save it empty: every problem shows next to its field.
+      setTimeout(() => click('[data-testid="save-collection"]'), 300);
+      break;
+    case "script":
+      click('[data-testid="script-toggle"]');
+      break;
+  }
+}, 900);
 
 // ?start=<pool> or ?rollback=<pool>: open that dialog through the pool card's menu, as a user would.
 const dialogPool = params.get("start") ?? params.get("rollback") ?? params.get("menu");

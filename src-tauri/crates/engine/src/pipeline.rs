@@ -87,6 +87,7 @@ impl Engine {
                 continue;
             }
             let proposal = self.propose_master(&vm);
+            let power = ops::power_state(&ops::vm_instance_view(&client, id).await?);
             out.push(master_view(
                 &vm,
                 &MasterRecord {
@@ -95,7 +96,7 @@ impl Engine {
                     capture_subnet_id: proposal.capture_subnet_id,
                     registered_at: String::new(),
                 },
-                None,
+                power,
             ));
         }
         Ok(out)

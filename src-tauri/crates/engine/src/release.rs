@@ -93,6 +93,21 @@ fn parse(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
+/// `2026-11-27 08:00 UTC` for evidence lines people read; the text as given when it is not a time.
+pub fn when(s: &str) -> String {
+    match parse(s) {
+        Some(t) => {
+            let t = t.to_offset(time::UtcOffset::UTC);
+            format!("{}-{:02}-{:02} {:02}:{:02} UTC", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute())
+        }
+        None => s.to_string(),
+    }
+}
+
+fn when_opt(s: &Option<String>) -> String {
+    s.as_deref().map(when).unwrap_or_else(|| "(not finished)".into())
+}
+
 // ---------------------------------------------------------------- checklist
 
 /// The capture that made a release, as the checklist needs it.
@@ -197,7 +212,7 @@ fn golden_image_updated(e: &ChecklistEvidence) -> ChecklistItem {
     let since = e
         .previous_capture_at
         .as_deref()
-        .map(|p| format!("since the previous capture ({p})"))
+        .map(|p| format!("since the previous capture ({})", when(p)))
         .unwrap_or_else(|| "before this capture".into());
     match runs.iter().rev().find(|r| r.state == RunState::Succeeded) {
         Some(r) => item(
@@ -208,7 +223,7 @@ fn golden_image_updated(e: &ChecklistEvidence) -> ChecklistItem {
                 "'{}' succeeded on {} at {} (run {}), {since}",
                 r.collection_name,
                 r.vm_name,
-                r.finished_at.clone().unwrap_or_default(),
+                when_opt(&r.finished_at),
                 r.id
             )],
             None,
@@ -247,7 +262,7 @@ fn installs_scripted(e: &ChecklistEvidence) -> ChecklistItem {
                 .iter()
                 .map(|s| format!("{} ({})", s.script_name, &s.script_sha256[..s.script_sha256.len().min(12)]))
                 .collect();
-            format!("{} '{}' by {}: {}", r.started_at, r.collection_name, r.started_by, hashes.join(", "))
+            format!("{} '{}' by {}: {}", when(&r.started_at), r.collection_name, r.started_by, hashes.join(", "))
         })
         .collect();
     if !capture.unrecorded_changes.is_empty() {
@@ -280,7 +295,7 @@ fn installs_scripted(e: &ChecklistEvidence) -> ChecklistItem {
             "'{}' ended {:?} at {} and was not rerun successfully",
             f.collection_name,
             f.state,
-            f.finished_at.clone().unwrap_or_default()
+            when_opt(&f.finished_at)
         ));
         return item(
             2,
@@ -408,7 +423,7 @@ fn test_deployment(e: &ChecklistEvidence) -> ChecklistItem {
                     "{}: rollout {} completed {} ({hosts})",
                     p.pool_name,
                     r.id,
-                    r.finished_at.clone().unwrap_or_default()
+                    when_opt(&r.finished_at)
                 ));
             }
             Some(r) if matches!(r.state, RolloutState::Failed | RolloutState::Aborted) => {
@@ -460,10 +475,8 @@ fn rollback_available(e: &ChecklistEvidence) -> ChecklistItem {
         problems.push("it is not provisioned".to_string());
     }
     match v.end_of_life.as_deref().and_then(parse) {
-        Some(eol) if eol <= e.now => {
-            problems.push(format!("it reached end of life on {}", v.end_of_life.clone().unwrap_or_default()))
-        }
-        Some(_) => evidence.push(format!("End of life {}", v.end_of_life.clone().unwrap_or_default())),
+        Some(eol) if eol <= e.now => problems.push(format!("it reached end of life on {}", when_opt(&v.end_of_life))),
+        Some(_) => evidence.push(format!("End of life {}", when_opt(&v.end_of_life))),
         None => evidence.push("No end-of-life date".into()),
     }
     for need in &e.region_needs {
@@ -748,6 +761,14 @@ mod tests {
         let mut e = good();
         e.rollback = None;
         assert_eq!(state(&e, 7), ChecklistState::MissingEvidence);
+    }
+
+    #[test]
+    fn evidence_times_read_as_people_write_them() {
+        assert_eq!(when("2026-11-27T08:00:16.590958579Z"), "2026-11-27 08:00 UTC");
+        assert_eq!(when("2026-11-27T09:30:00+01:00"), "2026-11-27 08:30 UTC");
+        assert_eq!(when("not a time"), "not a time");
+        assert_eq!(when_opt(&None), "(not finished)");
     }
 
     #[test]

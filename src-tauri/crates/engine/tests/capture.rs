@@ -42,6 +42,7 @@ async fn register(f: &Fixture) -> String {
     let masters = f.engine.golden_masters().await.unwrap();
     let found = masters.iter().find(|m| m.name == "vm-golden-w11").expect("the seeded master is discovered by its tag");
     assert!(found.registered_at.is_none());
+    assert_eq!(found.power_state, "running", "the power state of a master not yet registered is read too");
     assert!(found.image_definition_id.contains("/galleries/gal_avd_contoso/images/"), "{}", found.image_definition_id);
     let m = f
         .engine

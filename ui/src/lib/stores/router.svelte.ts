@@ -1,22 +1,26 @@
-export type View = "rings" | "images" | "hosts" | "rollouts" | "settings";
+export type View = "build" | "releases" | "rings" | "hosts" | "rollouts" | "settings";
 
-export const VIEWS: readonly View[] = ["rings", "images", "hosts", "rollouts", "settings"];
+export const VIEWS: readonly View[] = ["build", "releases", "rings", "hosts", "rollouts", "settings"];
 
 /**
- * Which screen is showing, the host pool the Hosts screen is narrowed to (ARM id) and the rollout
- * the Rollouts screen shows.
+ * Which screen is showing, the host pool the Hosts screen is narrowed to (ARM id), the rollout
+ * the Rollouts screen shows and the release page open on the Releases screen.
  */
 export class Router {
   view = $state<View>("rings");
   poolId = $state<string | null>(null);
   /** The rollout picked on the Rollouts screen; null shows the newest. */
   rolloutId = $state<string | null>(null);
+  /** The release (version name) open on the Releases screen; null shows the list. */
+  releaseVersion = $state<string | null>(null);
 
   constructor(initial: View = "rings") {
     this.view = initial;
   }
 
   go(view: View): void {
+    // The Releases entry always leads to the list.
+    if (view === "releases") this.releaseVersion = null;
     this.view = view;
   }
 
@@ -38,5 +42,15 @@ export class Router {
 
   selectRollout(id: string | null): void {
     this.rolloutId = id;
+  }
+
+  /** Open a release's page (from the list, or after a capture made it). */
+  openRelease(version: string): void {
+    this.releaseVersion = version;
+    this.view = "releases";
+  }
+
+  closeRelease(): void {
+    this.releaseVersion = null;
   }
 }

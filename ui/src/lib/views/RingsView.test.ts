@@ -3,7 +3,8 @@ import { flushSync } from "svelte";
 import { makeBoard, makeVersions } from "../../test/fixtures";
 import { byTestId, render, text, waitFor } from "../../test/util";
 import { VersionPalette } from "../versions";
-import ImagesView from "./ImagesView.svelte";
+import { Releases } from "../stores/releases.svelte";
+import ReleasesView from "./ReleasesView.svelte";
 import RingsView from "./RingsView.svelte";
 
 let cleanup: (() => void)[] = [];
@@ -95,7 +96,7 @@ describe("Rings board", () => {
     expect(byTestId(idle.target, "ring-lane")).toHaveLength(0);
   });
 
-  it("uses the same colour for a version on the board and on the Images screen", () => {
+  it("uses the same colour for a version on the board and on the Releases screen", () => {
     const board = makeBoard();
     const versions = makeVersions();
     const palette = new VersionPalette([
@@ -103,11 +104,15 @@ describe("Rings board", () => {
       ...versions.map((v) => v.name),
     ]);
     const rings = render(RingsView, { board, palette, onopenpool: vi.fn() });
-    const images = render(ImagesView, { versions, palette });
+    // Nothing to load: the releases list comes from the inventory's versions here.
+    const releases = new Releases();
+    releases.list = [];
+    releases.retention = { policy: { keepNewest: 5, endOfLifeDays: 180 }, keep: [], delete: [] };
+    const images = render(ReleasesView, { releases, versions, palette, onopen: vi.fn(), onclose: vi.fn() });
     cleanup.push(rings.destroy, images.destroy);
     flushSync();
 
-    const imageRows = byTestId(images.target, "image-row");
+    const imageRows = byTestId(images.target, "release-row");
     expect(imageRows.map((r) => r.dataset.version)).toEqual(["2026.1127.1", "2026.1113.2", "2026.1030.1"]);
     for (const row of imageRows) {
       const version = row.dataset.version!;
