@@ -1,9 +1,10 @@
 //! Commands: one line each over the engine. Errors cross as `{ code, message, requestId }`.
 
 use ringmaster_engine::{
-    AppError, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ConnectionInfo, GoldenMaster, HostPage, HostQuery,
-    ImageVersionRow, MasterRegistration, ReleaseSummary, ReleaseView, RetentionPolicy, RetentionPreview, RingBoard,
-    RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
+    AppError, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ConnectionInfo,
+    GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration, ReleaseSummary, ReleaseView,
+    RetentionPolicy, RetentionPreview, RingBoard, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView,
+    ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
 };
 use tauri::State;
 
@@ -274,6 +275,20 @@ pub async fn delete_versions(state: State<'_, AppState>, version_ids: Vec<String
     Ok(state.engine.delete_versions(&version_ids).await?)
 }
 
+// ---- audit log ----
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_audit_log(state: State<'_, AppState>, before: Option<u32>, limit: u32) -> Result<AuditPage, AppError> {
+    Ok(state.engine.audit_log(before, limit)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn verify_audit_log(state: State<'_, AppState>) -> Result<AuditVerification, AppError> {
+    Ok(state.engine.verify_audit_log()?)
+}
+
 /// Every command and the event payload types, for the invoke handler and the generated TypeScript.
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
@@ -317,6 +332,8 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             get_retention_preview,
             set_retention_policy,
             delete_versions,
+            get_audit_log,
+            verify_audit_log,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

@@ -43,6 +43,8 @@ export const commands = {
 	getRetentionPreview: () => typedError<RetentionPreview, AppError>(__TAURI_INVOKE("get_retention_preview")),
 	setRetentionPolicy: (policy: RetentionPolicy) => typedError<null, AppError>(__TAURI_INVOKE("set_retention_policy", { policy })),
 	deleteVersions: (versionIds: string[]) => typedError<string[], AppError>(__TAURI_INVOKE("delete_versions", { versionIds })),
+	getAuditLog: (before: number | null, limit: number) => typedError<AuditPage, AppError>(__TAURI_INVOKE("get_audit_log", { before, limit })),
+	verifyAuditLog: () => typedError<AuditVerification, AppError>(__TAURI_INVOKE("verify_audit_log")),
 };
 
 /* Types */
@@ -52,6 +54,36 @@ export type AppError = {
 	message: string,
 	/**  ARM's `x-ms-request-id`, when Azure answered. */
 	requestId: string | null,
+};
+
+export type AuditEntry = {
+	seq: number,
+	at: string,
+	actor: string,
+	/**  `rollout.start`, `capture.finish`, ... (area.verb). */
+	action: string,
+	/**  What it was done to: a pool, a release, a master, a collection. */
+	subject: string,
+	/**  Details as JSON text. */
+	detail: string,
+	/**  SHA-256 chaining this entry to the one before. */
+	hash: string,
+};
+
+export type AuditPage = {
+	/**  Newest first. */
+	entries: AuditEntry[],
+	/**  Pass as `before` for the next (older) page; `None` at the first entry. */
+	nextBefore: number | null,
+};
+
+export type AuditVerification = {
+	entries: number,
+	intact: boolean,
+	/**  The first entry whose link is broken. */
+	firstBrokenSeq: number | null,
+	reason: string | null,
+	checkedAt: string,
 };
 
 /**  What a script run or capture tells the UI changed. */

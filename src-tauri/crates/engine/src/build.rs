@@ -365,6 +365,12 @@ impl Builds {
             RunState::Succeeded
         };
         self.store.finish_run(id, end.as_str(), &now())?;
+        crate::audit::record_automatic(
+            &self.store,
+            "run.finish",
+            &run.collection_name,
+            json!({"runId": id, "vmId": run.vm_id, "result": end.as_str()}),
+        );
         Ok(())
     }
 
@@ -607,6 +613,12 @@ impl Builds {
                             _ => "Temporary resources removed; nothing left behind".to_string(),
                         };
                         self.capture_event(id, if failed { "warning" } else { "info" }, message, None);
+                        crate::audit::record_automatic(
+                            &self.store,
+                            "capture.finish",
+                            &j.record.version,
+                            json!({"captureId": id, "result": state.as_str(), "reason": j.record.reason}),
+                        );
                     }
                     j.enter(next);
                     self.save(&j)?;

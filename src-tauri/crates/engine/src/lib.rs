@@ -1,6 +1,7 @@
 //! The engine: turns what Azure says into rings, pools and releases, keeps the local cache current and answers
 //! the UI's questions from it. Commands in the app are one-liners over [`Engine`].
 
+pub mod audit;
 pub mod build;
 pub mod model;
 mod pipeline;
@@ -20,6 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+pub use audit::{AuditEntry, AuditPage, AuditVerification};
 pub use build::{BuildConfig, BuildNotifier};
 pub use model::*;
 pub use pipeline::{CAPTURE_SUBNET_TAG, MASTER_TAG};
@@ -276,6 +278,13 @@ impl Engine {
         policy: &RolloutPolicy,
     ) -> Result<RolloutView, EngineError> {
         let plan = self.plan_rollout(host_pool_id, version, policy)?;
+        if plan.blockers.is_empty() {
+            self.audit(
+                "rollout.start",
+                &plan.pool_name,
+                serde_json::json!({"hostPoolId": host_pool_id, "version": version, "ring": plan.ring, "policy": policy}),
+            )?;
+        }
         let previous = self.dominant_version(host_pool_id)?;
         let runner = self.runner()?;
         let id = runner.start(&plan, policy, "rollout", previous).await?;
@@ -327,6 +336,13 @@ impl Engine {
     pub async fn rollback(&self, host_pool_id: &str, policy: &RolloutPolicy) -> Result<RolloutView, EngineError> {
         let plan = self.plan_rollback(host_pool_id, policy)?;
         let runner = self.runner()?;
+        if plan.blockers.is_empty() {
+            self.audit(
+                "rollout.rollback",
+                &plan.pool_name,
+                serde_json::json!({"hostPoolId": host_pool_id, "to": plan.target_version, "ring": plan.ring, "policy": policy}),
+            )?;
+        }
         let current = self
             .store
             .rollouts()?
@@ -360,26 +376,39 @@ impl Engine {
 
     pub fn pause_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
         let r = self.runner()?;
+        self.audit_rollout("pause", id)?;
         r.pause(id)?;
         r.view(id)
     }
 
     pub fn resume_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
         let r = self.runner()?;
+        self.audit_rollout("resume", id)?;
         r.resume(id)?;
         r.view(id)
     }
 
     pub fn abort_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
         let r = self.runner()?;
+        self.audit_rollout("abort", id)?;
         r.abort(id)?;
         r.view(id)
     }
 
     pub fn retry_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
         let r = self.runner()?;
+        self.audit_rollout("retry", id)?;
         r.retry_failed(id)?;
         r.view(id)
+    }
+
+    fn audit_rollout(&self, verb: &str, id: &str) -> Result<(), EngineError> {
+        let r = self.store.rollout(id)?.ok_or_else(|| EngineError::InvalidInput(format!("no rollout {id}")))?;
+        self.audit(
+            &format!("rollout.{verb}"),
+            &r.pool_name,
+            serde_json::json!({"rolloutId": id, "version": r.target_version, "state": r.state}),
+        )
     }
 
     fn connection(&self) -> Result<Arc<TenantConnection>, EngineError> {

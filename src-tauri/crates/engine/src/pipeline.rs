@@ -47,7 +47,7 @@ impl Engine {
         self.builds.read().ok().and_then(|b| b.clone()).ok_or(EngineError::NotConnected)
     }
 
-    fn principal(&self) -> String {
+    pub(crate) fn principal(&self) -> String {
         self.connection().map(|c| c.principal.clone()).unwrap_or_else(|_| "unknown".into())
     }
 
@@ -184,6 +184,12 @@ impl Engine {
             capture_subnet_id: r.capture_subnet_id.clone(),
             registered_at: now_rfc3339(),
         };
+        self.audit(
+            "master.register",
+            name_of(&record.vm_id),
+            serde_json::json!({"vmId": record.vm_id, "imageDefinitionId": record.image_definition_id,
+                               "captureSubnetId": record.capture_subnet_id}),
+        )?;
         self.store.save_master(&record)?;
         let power = ops::power_state(&ops::vm_instance_view(&client, &record.vm_id).await?);
         Ok(master_view(&vm, &record, power))
@@ -221,6 +227,8 @@ impl Engine {
         }
         c.updated_at = now_rfc3339();
         let body = serde_json::to_string(&c).map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let hashes: Vec<String> = c.scripts.iter().map(build::script_hash).collect();
+        self.audit("collection.save", &c.name, serde_json::json!({"collectionId": c.id, "scriptSha256": hashes}))?;
         self.store.save_collection(&CollectionRecord {
             id: c.id.clone(),
             name: c.name.clone(),
@@ -231,6 +239,8 @@ impl Engine {
     }
 
     pub fn delete_collection(&self, id: &str) -> Result<(), EngineError> {
+        let name = self.collections()?.into_iter().find(|c| c.id == id).map(|c| c.name).unwrap_or_else(|| id.into());
+        self.audit("collection.delete", &name, serde_json::json!({"collectionId": id}))?;
         if !self.store.delete_collection(id)? {
             return Err(EngineError::InvalidInput(format!("no collection {id}")));
         }
@@ -262,6 +272,7 @@ impl Engine {
             .find(|c| c.id == collection_id)
             .ok_or_else(|| EngineError::InvalidInput(format!("no collection {collection_id}")))?;
         let builds = self.builds()?;
+        self.audit("run.start", &c.name, serde_json::json!({"collectionId": c.id, "vmId": vm_id}))?;
         let id = builds.start_run(&c, vm_id, &self.principal())?;
         builds.run_view(&id)
     }
@@ -283,7 +294,9 @@ impl Engine {
     /// Cancel a script run (after the script running now; Run Command cannot stop it midway) or a capture
     /// (at the next stage; temporary resources are removed).
     pub fn cancel_build(&self, id: &str) -> Result<(), EngineError> {
-        self.builds()?.cancel(id)
+        let builds = self.builds()?;
+        self.audit("build.cancel", id, serde_json::json!({"id": id}))?;
+        builds.cancel(id)
     }
 
     // ---------------------------------------------------------------- capture
@@ -421,6 +434,7 @@ impl Engine {
             )));
         }
         let builds = self.builds()?;
+        self.audit("capture.start", &plan.version, serde_json::to_value(plan).unwrap_or_default())?;
         let id = builds.start_capture(plan, &self.principal())?;
         builds.capture_view(&id)
     }
@@ -451,6 +465,7 @@ impl Engine {
         if p.end_of_life_days == 0 || p.end_of_life_days > 3650 {
             return Err(EngineError::InvalidInput("end of life is 1 to 3,650 days after capture".into()));
         }
+        self.audit("retention.policy", "gallery", serde_json::to_value(p).unwrap_or_default())?;
         self.store.set_setting("retention_policy", &serde_json::to_string(p).unwrap_or_default())?;
         Ok(())
     }
@@ -635,6 +650,7 @@ impl Engine {
         let client = self.connection()?.client.clone();
         let mut deleted = Vec::new();
         for id in version_ids {
+            self.audit("version.delete", name_of(id), serde_json::json!({"versionId": id}))?;
             ops::delete_image_version(&client, id).await?;
             self.store.remove_version(id)?;
             deleted.push(name_of(id).to_string());

@@ -762,6 +762,12 @@ impl Rollouts {
                         let _ = self.store.upsert_version(&crate::rings::version_row(&r));
                     }
                 }
+                crate::audit::record_automatic(
+                    &self.store,
+                    "release.publish",
+                    &record.target_version,
+                    serde_json::json!({"rolloutId": id, "pool": record.pool_name, "excludeFromLatest": false}),
+                );
                 self.event(
                     id,
                     None,

@@ -291,3 +291,26 @@ async fn masters_are_found_without_resource_graph_too() {
     assert_eq!(masters.iter().filter(|m| m.name == "vm-golden-w11").count(), 1);
     assert!(masters.iter().all(|m| !m.capture_subnet_id.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_lands_in_the_hash_chained_audit_log() {
+    let f = fixture().await;
+    let vm = register(&f).await;
+    let c = f.engine.save_collection(&collection(vec![script("Patch", "Write-Output 'patched'")])).unwrap();
+    let run = f.engine.start_script_run(&c.id, &vm).unwrap();
+    wait_run(&f.engine, &run.id).await;
+    let page = f.engine.audit_log(None, 100).unwrap();
+    let actions: Vec<&str> = page.entries.iter().rev().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, vec!["master.register", "collection.save", "run.start", "run.finish"]);
+    assert_eq!(page.entries.last().unwrap().actor, "engine test", "who registered the master");
+    assert_eq!(page.entries[0].actor, "Ringmaster (automatic)", "a run ending is recorded as the app");
+    assert!(page.entries[0].detail.contains("\"result\":\"succeeded\""), "{}", page.entries[0].detail);
+    let v = f.engine.verify_audit_log().unwrap();
+    assert!(v.intact && v.entries == 4, "{v:?}");
+    // Paging: newest first, two at a time.
+    let first = f.engine.audit_log(None, 2).unwrap();
+    assert_eq!(first.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 3]);
+    let older = f.engine.audit_log(first.next_before, 2).unwrap();
+    assert_eq!(older.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(older.next_before, None);
+}

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod audit;
 mod build;
+pub use audit::*;
 pub use build::*;
 pub mod secrets;
 pub use secrets::{SealedSecret, SecretBlobs};
@@ -91,6 +93,15 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE secrets (
         profile TEXT NOT NULL, name TEXT NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
         updated_at TEXT NOT NULL, PRIMARY KEY (profile, name));",
+    // 5: the audit log: append-only (triggers refuse UPDATE and DELETE) and hash-chained, so an edit made behind
+    // the app's back (triggers dropped) still shows as a broken link.
+    "CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+        subject TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+     CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 ];
 
 #[derive(Debug, Clone, PartialEq)]

@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn sealed_secrets_round_trip_and_are_replaced_in_place() {
         let store = Store::open_in_memory().unwrap();
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert!(store.schema_version().unwrap() >= 4);
         let a = SealedSecret { nonce: vec![1; 12], ciphertext: vec![2; 40] };
         let b = SealedSecret { nonce: vec![3; 12], ciphertext: vec![4; 41] };
         assert_eq!(store.get_sealed("p", "refresh-token").unwrap(), None);
@@ -99,7 +99,7 @@ mod tests {
             }
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert_eq!(store.schema_version().unwrap(), crate::MIGRATIONS.len() as i64, "migrated to the newest");
         store.put_sealed("p", "n", &SealedSecret { nonce: vec![0; 12], ciphertext: vec![1; 17] }).unwrap();
     }
 }
