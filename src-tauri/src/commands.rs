@@ -2,8 +2,8 @@
 
 use ringmaster_engine::{
     AppError, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ConnectionInfo,
-    GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration, ReleaseSummary, ReleaseView,
-    RetentionPolicy, RetentionPreview, RingBoard, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView,
+    GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration, ReleaseSummary, ReleaseView,
+    RetentionPolicy, RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView,
     ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
 };
 use tauri::State;
@@ -275,6 +275,32 @@ pub async fn delete_versions(state: State<'_, AppState>, version_ids: Vec<String
     Ok(state.engine.delete_versions(&version_ids).await?)
 }
 
+// ---- gates ----
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_ring_gates(state: State<'_, AppState>, ring: String) -> Result<RingGates, AppError> {
+    Ok(state.engine.ring_gates(&ring)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_ring_gates(state: State<'_, AppState>, gates: RingGates) -> Result<RingGates, AppError> {
+    Ok(state.engine.set_ring_gates(&gates)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn run_gates(state: State<'_, AppState>, version: String, ring: String) -> Result<Vec<GateRun>, AppError> {
+    Ok(state.engine.run_gates(&version, &ring)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_gate_runs(state: State<'_, AppState>, version: String) -> Result<Vec<GateRun>, AppError> {
+    Ok(state.engine.gate_runs(&version)?)
+}
+
 // ---- audit log ----
 
 #[tauri::command]
@@ -334,6 +360,10 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             delete_versions,
             get_audit_log,
             verify_audit_log,
+            get_ring_gates,
+            set_ring_gates,
+            run_gates,
+            get_gate_runs,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

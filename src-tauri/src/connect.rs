@@ -61,6 +61,13 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
             )
             .map_err(|e| e.to_string())?;
             let principal = client.principal().await;
+            // The demo tenant's own Login Enterprise appliance: its token lives only in this process.
+            let login_enterprise = Some(ringmaster_engine::LoginEnterpriseConnection {
+                base_url: ready.le.clone(),
+                token: ready.le_token.clone(),
+                ca_pem: std::fs::read(&ready.le_ca_cert).ok(),
+                default_test: Some("AVD smoke".into()),
+            });
             Ok((
                 TenantConnection {
                     client,
@@ -72,6 +79,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     executor: ExecutorConfig::for_time_scale(time_scale),
                     build: ringmaster_engine::BuildConfig::for_time_scale(time_scale),
                     principal,
+                    login_enterprise,
                 },
                 Some(sim),
             ))
@@ -83,6 +91,18 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                 ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), RetryPolicy::default())
                     .map_err(|e| e.to_string())?;
             let principal = client.principal().await;
+            // Until the appliance token moves into the secret store (issue 6): from the environment, never stored.
+            let login_enterprise = match (std::env::var("RINGMASTER_LE_URL"), std::env::var("RINGMASTER_LE_TOKEN")) {
+                (Ok(base_url), Ok(token)) if !base_url.is_empty() && !token.is_empty() => {
+                    Some(ringmaster_engine::LoginEnterpriseConnection {
+                        base_url,
+                        token,
+                        ca_pem: None,
+                        default_test: None,
+                    })
+                }
+                _ => None,
+            };
             Ok((
                 TenantConnection {
                     client,
@@ -94,6 +114,7 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                     executor: ExecutorConfig::default(),
                     build: ringmaster_engine::BuildConfig::default(),
                     principal,
+                    login_enterprise,
                 },
                 None,
             ))

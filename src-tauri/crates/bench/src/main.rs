@@ -323,6 +323,7 @@ fn engine_for(
         executor: ExecutorConfig::for_time_scale(scale),
         build: ringmaster_engine::BuildConfig::for_time_scale(scale),
         principal: "ringmaster-bench".into(),
+        login_enterprise: None,
     });
     Ok(engine)
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod build;
+pub mod gates;
 pub mod model;
 mod pipeline;
 pub mod release;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use audit::{AuditEntry, AuditPage, AuditVerification};
 pub use build::{BuildConfig, BuildNotifier};
+pub use gates::{GateKind, GateRun, GateVerdict, LeGateConfig, LoginEnterpriseConnection, RingGates};
 pub use model::*;
 pub use pipeline::{CAPTURE_SUBNET_TAG, MASTER_TAG};
 pub use release_model::*;
@@ -79,6 +81,8 @@ pub struct TenantConnection {
     pub build: BuildConfig,
     /// Who the app acts as, recorded on evidence (script runs, captures).
     pub principal: String,
+    /// The Login Enterprise appliance the LE gate uses, if any.
+    pub login_enterprise: Option<LoginEnterpriseConnection>,
 }
 
 pub struct Engine {

@@ -563,6 +563,7 @@ impl Engine {
             .filter(|o| release::version_key(&o.name) < release::version_key(&v.name))
             .max_by_key(|o| release::version_key(&o.name))
             .cloned();
+        let gate_runs = self.gate_runs(&v.name)?;
         let evidence = ChecklistEvidence {
             version: Some(v.clone()),
             capture: capture_evidence.clone(),
@@ -571,6 +572,8 @@ impl Engine {
             region_needs: region_needs.clone(),
             test_pools,
             rollback,
+            test_gates: self.ring_gates("test").map(|g| g.kinds()).unwrap_or_default(),
+            gate_runs: gate_runs.clone(),
             now,
         };
         let checklist = release::checklist(&evidence);
@@ -599,6 +602,7 @@ impl Engine {
             capture: capture.map(build::capture_summary),
             runs: window_runs,
             rollouts: summaries.into_iter().filter(|s| s.target_version == v.name).collect(),
+            gate_runs,
         })
     }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::gates::{GateKind, GateRun, GateVerdict};
 use crate::model::{ImageVersionRow, RolloutState, RolloutSummary};
 use crate::release_model::*;
 use crate::rings::ring_display_name;
@@ -145,6 +146,10 @@ pub struct ChecklistEvidence {
     pub test_pools: Vec<TestPoolEvidence>,
     /// The release a ring would roll back to, if there is one.
     pub rollback: Option<ImageVersionRow>,
+    /// The gates the Test ring requires.
+    pub test_gates: Vec<GateKind>,
+    /// Gate runs of this release in the Test ring, any order.
+    pub gate_runs: Vec<GateRun>,
     pub now: OffsetDateTime,
 }
 
@@ -177,13 +182,7 @@ pub fn checklist(e: &ChecklistEvidence) -> Vec<ChecklistItem> {
         installs_scripted(e),
         in_gallery(e),
         test_deployment(e),
-        item(
-            5,
-            "Validation passed",
-            ChecklistState::NotYetAvailable,
-            vec!["Health, script and Login Enterprise gates are not in this build yet".into()],
-            Some("Validate by hand and record the result in your change request until gates are available"),
-        ),
+        validation_passed(e),
         item(
             6,
             "Pilot/UAT signed off",
@@ -458,6 +457,70 @@ fn test_deployment(e: &ChecklistEvidence) -> ChecklistItem {
     }
 }
 
+fn validation_passed(e: &ChecklistEvidence) -> ChecklistItem {
+    const TITLE: &str = "Validation passed";
+    if e.test_gates.is_empty() {
+        return item(
+            5,
+            TITLE,
+            ChecklistState::MissingEvidence,
+            vec!["The Test ring requires no gates".into()],
+            Some("Configure the Test ring's gates (health, Login Enterprise)"),
+        );
+    }
+    // Evidence older than the Test ring's latest rollout of this release says nothing about what runs now.
+    let rolled_out_at = e.test_pools.iter().filter_map(|p| p.rollout.as_ref()?.finished_at.clone()).max();
+    let mut evidence = Vec::new();
+    let (mut failed, mut missing) = (false, false);
+    for kind in &e.test_gates {
+        let latest = e
+            .gate_runs
+            .iter()
+            .filter(|g| g.gate == *kind && g.ring == "test")
+            .max_by(|a, b| a.started_at.cmp(&b.started_at));
+        match latest {
+            None => {
+                missing = true;
+                evidence.push(format!("{}: not run on this release", kind.label()));
+            }
+            Some(g) if g.running => {
+                missing = true;
+                evidence.push(format!("{}: running since {}", kind.label(), when(&g.started_at)));
+            }
+            Some(g) if rolled_out_at.as_deref().is_some_and(|r| g.started_at.as_str() < r) => {
+                missing = true;
+                evidence.push(format!("{}: ran before the latest Test rollout finished; run it again", kind.label()));
+            }
+            Some(g) => {
+                let verdict = g.verdict.unwrap_or(GateVerdict::Inconclusive);
+                if verdict != GateVerdict::Pass {
+                    failed = true;
+                }
+                let why = g.reasons.first().cloned().unwrap_or_default();
+                evidence.push(format!(
+                    "{}: {} at {} ({why})",
+                    kind.label(),
+                    verdict.as_str().to_uppercase(),
+                    when_opt(&g.finished_at)
+                ));
+            }
+        }
+    }
+    if failed {
+        item(
+            5,
+            TITLE,
+            ChecklistState::NotMet,
+            evidence,
+            Some("Fix what the gate found, roll out a fixed release, and run the gates again"),
+        )
+    } else if missing {
+        item(5, TITLE, ChecklistState::MissingEvidence, evidence, Some("Run the Test ring's gates on this release"))
+    } else {
+        item(5, TITLE, ChecklistState::Met, evidence, None)
+    }
+}
+
 fn rollback_available(e: &ChecklistEvidence) -> ChecklistItem {
     const TITLE: &str = "Rollback image available";
     let Some(v) = &e.rollback else {
@@ -659,7 +722,28 @@ mod tests {
                 rolled_back: false,
             }],
             rollback: Some(version("2026.1105.1", 200, &["Prod"])),
+            test_gates: vec![GateKind::Health, GateKind::LoginEnterprise],
+            gate_runs: vec![
+                gate(GateKind::Health, GateVerdict::Pass),
+                gate(GateKind::LoginEnterprise, GateVerdict::Pass),
+            ],
             now: t("2026-11-27T14:00:00Z"),
+        }
+    }
+
+    fn gate(kind: GateKind, verdict: GateVerdict) -> GateRun {
+        GateRun {
+            id: format!("g-{}", kind.as_str()),
+            version: "2026.1127.1".into(),
+            ring: "test".into(),
+            gate: kind,
+            running: false,
+            verdict: Some(verdict),
+            reasons: vec!["because".into()],
+            started_by: "alex".into(),
+            started_at: "2026-11-27T13:10:00Z".into(),
+            finished_at: Some("2026-11-27T13:20:00Z".into()),
+            evidence: "{}".into(),
         }
     }
 
@@ -673,7 +757,7 @@ mod tests {
         assert_eq!(items.len(), 7);
         for i in &items {
             match i.number {
-                5 | 6 => assert_eq!(i.state, ChecklistState::NotYetAvailable),
+                6 => assert_eq!(i.state, ChecklistState::NotYetAvailable),
                 _ => assert_eq!(i.state, ChecklistState::Met, "item {} {:?}", i.number, i.evidence),
             }
             assert!(!i.evidence.is_empty());
@@ -748,6 +832,35 @@ mod tests {
         assert_eq!(state(&e, 4), ChecklistState::MissingEvidence);
         e.test_pools.clear();
         assert_eq!(state(&e, 4), ChecklistState::MissingEvidence);
+    }
+
+    #[test]
+    fn item5_validation_passed() {
+        let mut e = good();
+        e.gate_runs[1].verdict = Some(GateVerdict::Inconclusive);
+        assert_eq!(state(&e, 5), ChecklistState::NotMet, "only PASS opens the gate");
+        let mut e = good();
+        e.gate_runs[0].verdict = Some(GateVerdict::Fail);
+        assert_eq!(state(&e, 5), ChecklistState::NotMet);
+        let mut e = good();
+        e.gate_runs.pop();
+        assert_eq!(state(&e, 5), ChecklistState::MissingEvidence, "a configured gate that never ran");
+        let mut e = good();
+        e.gate_runs[0].running = true;
+        assert_eq!(state(&e, 5), ChecklistState::MissingEvidence);
+        let mut e = good();
+        e.test_pools[0].rollout.as_mut().unwrap().finished_at = Some("2026-11-27T13:30:00Z".into());
+        assert_eq!(state(&e, 5), ChecklistState::MissingEvidence, "gates that ran before the latest rollout are stale");
+        let mut e = good();
+        e.gate_runs.push(GateRun {
+            started_at: "2026-11-27T13:40:00Z".into(),
+            verdict: Some(GateVerdict::Fail),
+            ..gate(GateKind::Health, GateVerdict::Fail)
+        });
+        assert_eq!(state(&e, 5), ChecklistState::NotMet, "the newest run of each gate counts");
+        let mut e = good();
+        e.test_gates.clear();
+        assert_eq!(state(&e, 5), ChecklistState::MissingEvidence);
     }
 
     #[test]

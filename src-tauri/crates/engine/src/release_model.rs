@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+use crate::gates::GateRun;
 use crate::model::{RegionReplication, RolloutSummary};
 
 /// A VM the app builds images on, and the gallery image definition its captures become versions of.
@@ -462,6 +463,8 @@ pub struct ReleaseView {
     /// Script runs on the master between the previous capture and this one.
     pub runs: Vec<ScriptRun>,
     pub rollouts: Vec<RolloutSummary>,
+    /// Gate runs on this release in every ring, newest first.
+    pub gate_runs: Vec<GateRun>,
 }
 
 /// Retention: keep the newest N, never delete what runs somewhere or is a ring's last known-good.

@@ -41,6 +41,7 @@ fn connection(sim: &SimHandle) -> TenantConnection {
         executor: ringmaster_engine::ExecutorConfig::for_time_scale(1.0),
         build: ringmaster_engine::BuildConfig::for_time_scale(1.0),
         principal: "engine test".into(),
+        login_enterprise: None,
     }
 }
 

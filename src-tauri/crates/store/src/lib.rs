@@ -8,8 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 mod audit;
 mod build;
+mod gates;
 pub use audit::*;
 pub use build::*;
+pub use gates::*;
 pub mod secrets;
 pub use secrets::{SealedSecret, SecretBlobs};
 
@@ -102,6 +104,12 @@ const MIGRATIONS: &[&str] = &[
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    // 6: gate runs: each gate's verdict on a release in a ring, with its reasons and evidence.
+    "CREATE TABLE gate_runs (
+        id TEXT PRIMARY KEY, version TEXT NOT NULL, ring TEXT NOT NULL, gate TEXT NOT NULL, state TEXT NOT NULL,
+        verdict TEXT, reasons TEXT NOT NULL, evidence TEXT NOT NULL, started_by TEXT NOT NULL,
+        started_at TEXT NOT NULL, finished_at TEXT);
+     CREATE INDEX gate_runs_version ON gate_runs(version, ring, started_at);",
 ];
 
 #[derive(Debug, Clone, PartialEq)]

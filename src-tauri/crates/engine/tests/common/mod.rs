@@ -36,6 +36,12 @@ pub fn connection(sim: &SimHandle, time_scale: f64, policy: RetryPolicy) -> Tena
         executor: ExecutorConfig::for_time_scale(time_scale),
         build: BuildConfig::for_time_scale(time_scale),
         principal: "engine test".into(),
+        login_enterprise: Some(ringmaster_engine::LoginEnterpriseConnection {
+            base_url: r.le.clone(),
+            token: r.le_token.clone(),
+            ca_pem: std::fs::read(&r.le_ca_cert).ok(),
+            default_test: Some("AVD smoke".into()),
+        }),
     }
 }
 

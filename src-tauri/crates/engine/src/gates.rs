@@ -1,0 +1,463 @@
+//! Gates: what must say yes before a release leaves a ring. The health gate reads Azure (through a fresh
+//! inventory) and judges the ring's hosts; the Login Enterprise gate runs an application test against the ring's
+//! hosts on the appliance. Every run is kept as evidence and feeds checklist item 5.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringmaster_loginenterprise::{run_gate, CancellationToken, ConnectionResourcesUpdate, GateRequest, LeClient};
+use ringmaster_store::{GateRunRecord, HostFilter, HostSort};
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::audit::record_automatic;
+use crate::release_model::BuildUpdate;
+use crate::rings::ring_display_name;
+use crate::{now_rfc3339, Engine, EngineError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum GateKind {
+    /// Every host of the ring runs the release, is `Available` and passes its session host health checks.
+    Health,
+    /// A Login Enterprise application test against the ring's hosts.
+    LoginEnterprise,
+}
+
+impl GateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::Health => "health",
+            GateKind::LoginEnterprise => "loginEnterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GateKind> {
+        match s {
+            "health" => Some(GateKind::Health),
+            "loginEnterprise" => Some(GateKind::LoginEnterprise),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            GateKind::Health => "Health gate",
+            GateKind::LoginEnterprise => "Login Enterprise gate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum GateVerdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+impl GateVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateVerdict::Pass => "pass",
+            GateVerdict::Fail => "fail",
+            GateVerdict::Inconclusive => "inconclusive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GateVerdict> {
+        match s {
+            "pass" => Some(GateVerdict::Pass),
+            "fail" => Some(GateVerdict::Fail),
+            "inconclusive" => Some(GateVerdict::Inconclusive),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct LeGateConfig {
+    /// The application test's name on the appliance (matched exactly).
+    pub test_name: String,
+    /// Apps that must have run successfully; empty = every app the test runs.
+    pub required_apps: Vec<String>,
+    /// Give up (INCONCLUSIVE) after this long: 1 to 240 minutes.
+    pub timeout_minutes: u32,
+}
+
+/// The gates a ring requires before a release leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RingGates {
+    /// The ring's tag value (`test`).
+    pub ring: String,
+    pub health: bool,
+    pub login_enterprise: Option<LeGateConfig>,
+}
+
+impl RingGates {
+    pub fn kinds(&self) -> Vec<GateKind> {
+        let mut k = Vec::new();
+        if self.health {
+            k.push(GateKind::Health);
+        }
+        if self.login_enterprise.is_some() {
+            k.push(GateKind::LoginEnterprise);
+        }
+        k
+    }
+}
+
+/// One gate's run on a release in a ring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct GateRun {
+    pub id: String,
+    pub version: String,
+    pub ring: String,
+    pub gate: GateKind,
+    pub running: bool,
+    pub verdict: Option<GateVerdict>,
+    /// Why, most important first.
+    pub reasons: Vec<String>,
+    pub started_by: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The raw evidence (JSON text): host states, or the appliance's test, run, events and overview.
+    pub evidence: String,
+}
+
+pub(crate) fn gate_run_view(r: GateRunRecord) -> Option<GateRun> {
+    Some(GateRun {
+        gate: GateKind::parse(&r.gate)?,
+        running: r.state == "running",
+        verdict: r.verdict.as_deref().and_then(GateVerdict::parse),
+        reasons: serde_json::from_str(&r.reasons).unwrap_or_default(),
+        id: r.id,
+        version: r.version,
+        ring: r.ring,
+        started_by: r.started_by,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        evidence: r.evidence,
+    })
+}
+
+/// How to reach the Login Enterprise appliance.
+#[derive(Clone)]
+pub struct LoginEnterpriseConnection {
+    pub base_url: String,
+    /// The public API access token. Never logged, never stored by the engine.
+    pub token: String,
+    /// Extra CA to trust (the simulated appliance's).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The test a ring's LE gate uses when none is configured (the demo's "AVD smoke").
+    pub default_test: Option<String>,
+}
+
+impl std::fmt::Debug for LoginEnterpriseConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoginEnterpriseConnection({}, token <redacted>)", self.base_url)
+    }
+}
+
+/// Judge the ring's hosts for the health gate: (verdict, reasons, evidence).
+pub fn health_verdict(version: &str, hosts: &[(String, String, String, Vec<String>)]) -> (GateVerdict, Vec<String>) {
+    if hosts.is_empty() {
+        return (GateVerdict::Inconclusive, vec!["The ring has no session hosts to check".into()]);
+    }
+    let mut problems = Vec::new();
+    for (name, state, image, failed_checks) in hosts {
+        if image != version {
+            problems.push(format!("{name} runs {image}, not {version}"));
+        } else if state != "available" {
+            problems.push(format!("{name} is {state}"));
+        } else if !failed_checks.is_empty() {
+            problems.push(format!("{name} fails {}", failed_checks.join(", ")));
+        }
+    }
+    if problems.is_empty() {
+        (
+            GateVerdict::Pass,
+            vec![format!("All {} host(s) run {version}, are Available and pass their health checks", hosts.len())],
+        )
+    } else {
+        let n = problems.len();
+        let mut reasons: Vec<String> = problems.into_iter().take(10).collect();
+        if n > 10 {
+            reasons.push(format!("… and {} more", n - 10));
+        }
+        reasons.insert(0, format!("{n} of {} host(s) not healthy on {version}", hosts.len()));
+        (GateVerdict::Fail, reasons)
+    }
+}
+
+impl Engine {
+    fn gates_key(ring: &str) -> String {
+        format!("gates.{}", ring.to_ascii_lowercase())
+    }
+
+    /// The gates a ring requires: as configured, else the health gate (and, where an appliance is connected and
+    /// offers a default test, its Login Enterprise gate on the Test ring).
+    pub fn ring_gates(&self, ring: &str) -> Result<RingGates, EngineError> {
+        let ring = ring.to_ascii_lowercase();
+        if let Some(saved) = self.store.setting(&Self::gates_key(&ring))? {
+            if let Ok(g) = serde_json::from_str::<RingGates>(&saved) {
+                return Ok(g);
+            }
+        }
+        let le = self.connection().ok().and_then(|c| c.login_enterprise.clone());
+        let login_enterprise = match (ring.as_str(), le.and_then(|l| l.default_test)) {
+            ("test", Some(test_name)) => {
+                Some(LeGateConfig { test_name, required_apps: Vec::new(), timeout_minutes: 60 })
+            }
+            _ => None,
+        };
+        Ok(RingGates { ring, health: true, login_enterprise })
+    }
+
+    pub fn set_ring_gates(&self, g: &RingGates) -> Result<RingGates, EngineError> {
+        let mut g = g.clone();
+        g.ring = g.ring.trim().to_ascii_lowercase();
+        if g.ring.is_empty() {
+            return Err(EngineError::InvalidInput("which ring?".into()));
+        }
+        if let Some(le) = &g.login_enterprise {
+            if le.test_name.trim().is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "the Login Enterprise gate needs an application test name".into(),
+                ));
+            }
+            if !(1..=240).contains(&le.timeout_minutes) {
+                return Err(EngineError::InvalidInput("the Login Enterprise timeout is 1 to 240 minutes".into()));
+            }
+        }
+        self.audit("gates.configure", &ring_display_name(&g.ring), serde_json::to_value(&g).unwrap_or_default())?;
+        self.store.set_setting(&Self::gates_key(&g.ring), &serde_json::to_string(&g).unwrap_or_default())?;
+        Ok(g)
+    }
+
+    pub fn gate_runs(&self, version: &str) -> Result<Vec<GateRun>, EngineError> {
+        Ok(self.store.gate_runs(version)?.into_iter().filter_map(gate_run_view).collect())
+    }
+
+    /// Run the ring's gates on a release in the background; returns the runs as started. Progress and results
+    /// arrive as build updates (`kind: "gate"`, id = the version).
+    pub fn run_gates(self: &Arc<Self>, version: &str, ring: &str) -> Result<Vec<GateRun>, EngineError> {
+        let gates = self.ring_gates(ring)?;
+        if gates.kinds().is_empty() {
+            return Err(EngineError::InvalidInput(format!(
+                "the {} ring has no gates configured",
+                ring_display_name(ring)
+            )));
+        }
+        if self.store.gate_runs(version)?.iter().any(|g| g.state == "running" && g.ring == gates.ring) {
+            return Err(EngineError::InvalidInput("the gates are already running on this release".into()));
+        }
+        self.store
+            .versions()?
+            .iter()
+            .find(|v| v.name == version)
+            .ok_or_else(|| EngineError::InvalidInput(format!("no image version {version} in the inventory")))?;
+        self.audit("gate.start", version, serde_json::json!({"ring": gates.ring, "gates": gates.kinds()}))?;
+        let started_by = self.principal();
+        let mut started = Vec::new();
+        for kind in gates.kinds() {
+            let record = GateRunRecord {
+                id: crate::rollout::uuid_like(),
+                version: version.to_string(),
+                ring: gates.ring.clone(),
+                gate: kind.as_str().into(),
+                state: "running".into(),
+                verdict: None,
+                reasons: "[]".into(),
+                evidence: "{}".into(),
+                started_by: started_by.clone(),
+                started_at: now_rfc3339(),
+                finished_at: None,
+            };
+            self.store.save_gate_run(&record)?;
+            started.push(record);
+        }
+        self.announce_gate(version);
+        let this = self.clone();
+        let version = version.to_string();
+        let runs = started.clone();
+        tokio::spawn(async move {
+            for mut record in runs {
+                let kind = GateKind::parse(&record.gate).unwrap_or(GateKind::Health);
+                let (verdict, reasons, evidence) = match kind {
+                    GateKind::Health => this.health_gate(&version, &gates.ring).await,
+                    GateKind::LoginEnterprise => this.le_gate(&version, &gates).await,
+                };
+                record.state = "finished".into();
+                record.verdict = Some(verdict.as_str().into());
+                record.reasons = serde_json::to_string(&reasons).unwrap_or_default();
+                record.evidence = evidence.to_string();
+                record.finished_at = Some(now_rfc3339());
+                if let Err(e) = this.store.save_gate_run(&record) {
+                    tracing::error!(target: "gates", "could not record the gate result: {e}");
+                }
+                record_automatic(
+                    &this.store,
+                    "gate.finish",
+                    &version,
+                    serde_json::json!({"ring": gates.ring, "gate": record.gate, "verdict": verdict, "reasons": reasons}),
+                );
+                this.announce_gate(&version);
+            }
+        });
+        Ok(started.into_iter().filter_map(gate_run_view).collect())
+    }
+
+    fn announce_gate(&self, version: &str) {
+        let n = self.build_notifier.read().map(|n| n.clone());
+        if let Ok(n) = n {
+            n(&BuildUpdate { kind: "gate".into(), id: version.into() });
+        }
+    }
+
+    async fn health_gate(&self, version: &str, ring: &str) -> (GateVerdict, Vec<String>, serde_json::Value) {
+        // Azure is the truth: judge a fresh inventory, not the cache.
+        if let Err(e) = self.refresh(&|_| {}).await {
+            if !matches!(e, EngineError::AlreadyRunning) {
+                return (
+                    GateVerdict::Inconclusive,
+                    vec![format!("Could not read the ring's hosts from Azure: {e}")],
+                    serde_json::json!({}),
+                );
+            }
+        }
+        let mut hosts = Vec::new();
+        let pools = self.store.pools().unwrap_or_default();
+        for p in pools.iter().filter(|p| p.ring == ring) {
+            let listing = self
+                .store
+                .query_hosts(&HostFilter {
+                    host_pool: Some(p.id.clone()),
+                    text: None,
+                    state: None,
+                    sort: HostSort::Name,
+                    descending: false,
+                    offset: 0,
+                    limit: 100_000,
+                })
+                .map(|(_, l)| l)
+                .unwrap_or_default();
+            for l in listing {
+                hosts.push((l.host.name, l.host.state, l.host.image_version, l.host.failed_checks));
+            }
+        }
+        let (verdict, reasons) = health_verdict(version, &hosts);
+        let evidence = serde_json::json!({"hosts": hosts.iter().map(|(n, s, i, f)| serde_json::json!({"name": n, "state": s, "image": i, "failedChecks": f})).collect::<Vec<_>>()});
+        (verdict, reasons, evidence)
+    }
+
+    async fn le_gate(&self, version: &str, gates: &RingGates) -> (GateVerdict, Vec<String>, serde_json::Value) {
+        let inconclusive = |why: String| (GateVerdict::Inconclusive, vec![why], serde_json::json!({}));
+        let Some(config) = gates.login_enterprise.clone() else {
+            return inconclusive("No Login Enterprise gate is configured for this ring".into());
+        };
+        let Some(le) = self.connection().ok().and_then(|c| c.login_enterprise.clone()) else {
+            return inconclusive("No Login Enterprise appliance is connected (set its URL and access token)".into());
+        };
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(pem) = &le.ca_pem {
+            match reqwest::Certificate::from_pem(pem) {
+                Ok(cert) => http = http.add_root_certificate(cert),
+                Err(e) => return inconclusive(format!("The appliance's CA certificate is not valid: {e}")),
+            }
+        }
+        let http = match http.build() {
+            Ok(h) => h,
+            Err(e) => return inconclusive(format!("Could not set up HTTPS to the appliance: {e}")),
+        };
+        let client = match LeClient::new(&le.base_url, le.token.clone(), http) {
+            Ok(c) => c,
+            Err(e) => return inconclusive(e.to_string()),
+        };
+        let test = match client.application_test_by_name(&config.test_name).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return inconclusive(format!("The appliance has no application test named '{}'", config.test_name))
+            }
+            Err(e) => return inconclusive(e.to_string()),
+        };
+        let hosts: Vec<String> = self
+            .store
+            .pools()
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p.ring == gates.ring)
+            .flat_map(|p| {
+                self.store
+                    .query_hosts(&HostFilter {
+                        host_pool: Some(p.id.clone()),
+                        text: None,
+                        state: None,
+                        sort: HostSort::Name,
+                        descending: false,
+                        offset: 0,
+                        limit: 100_000,
+                    })
+                    .map(|(_, l)| l.into_iter().map(|h| h.host.name).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        // Compare with the newest passing run of another release (what production runs).
+        let baseline_run_id = self
+            .store
+            .gate_runs_any()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| g.gate == "loginEnterprise" && g.version != version && g.verdict.as_deref() == Some("pass"))
+            .find_map(|g| {
+                serde_json::from_str::<serde_json::Value>(&g.evidence).ok()?["runId"].as_str().map(str::to_string)
+            });
+        let poll = self.connection().map(|c| c.executor.poll).unwrap_or(Duration::from_secs(15));
+        let request = GateRequest {
+            test_id: test.id.clone(),
+            connection_resources: ConnectionResourcesUpdate::rdp_hosts(hosts),
+            comment: format!("Ringmaster: {version} in the {} ring", ring_display_name(&gates.ring)),
+            required_apps: config.required_apps.clone(),
+            baseline_run_id,
+            timeout: Duration::from_secs(config.timeout_minutes as u64 * 60),
+            poll_interval: poll,
+        };
+        let result = run_gate(&client, request, CancellationToken::new(), |_| {}).await;
+        let verdict = match result.verdict.kind {
+            ringmaster_loginenterprise::VerdictKind::Pass => GateVerdict::Pass,
+            ringmaster_loginenterprise::VerdictKind::Fail => GateVerdict::Fail,
+            ringmaster_loginenterprise::VerdictKind::Inconclusive => GateVerdict::Inconclusive,
+        };
+        let mut evidence = serde_json::to_value(&result).unwrap_or_default();
+        evidence["runId"] = serde_json::json!(result.run_id);
+        (verdict, result.verdict.reasons.clone(), evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, state: &str, image: &str, failed: &[&str]) -> (String, String, String, Vec<String>) {
+        (name.into(), state.into(), image.into(), failed.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn the_health_gate_passes_only_a_ring_fully_healthy_on_the_release() {
+        let ok = vec![host("a", "available", "2.0.0", &[]), host("b", "available", "2.0.0", &[])];
+        assert_eq!(health_verdict("2.0.0", &ok).0, GateVerdict::Pass);
+        let mut bad = ok.clone();
+        bad.push(host("c", "unavailable", "2.0.0", &[]));
+        bad.push(host("d", "available", "1.0.0", &[]));
+        bad.push(host("e", "available", "2.0.0", &["FSLogixHealthCheck"]));
+        let (v, reasons) = health_verdict("2.0.0", &bad);
+        assert_eq!(v, GateVerdict::Fail);
+        assert!(reasons[0].starts_with("3 of 5"), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("d runs 1.0.0")));
+        assert!(reasons.iter().any(|r| r.contains("FSLogixHealthCheck")));
+        assert_eq!(health_verdict("2.0.0", &[]).0, GateVerdict::Inconclusive);
+    }
+}
