@@ -1,10 +1,10 @@
 //! Commands: one line each over the engine. Errors cross as `{ code, message, requestId }`.
 
 use ringmaster_engine::{
-    AppError, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ConnectionInfo,
-    GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration, ReleaseSummary, ReleaseView,
-    RetentionPolicy, RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView,
-    ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
+    AppError, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ChangeRecordFiles,
+    ConnectionInfo, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration, ReleaseSummary,
+    ReleaseView, RetentionPolicy, RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary,
+    RolloutView, ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
 };
 use tauri::State;
 
@@ -301,6 +301,12 @@ pub async fn get_gate_runs(state: State<'_, AppState>, version: String) -> Resul
     Ok(state.engine.gate_runs(&version)?)
 }
 
+#[tauri::command]
+#[specta::specta]
+pub async fn export_change_record(state: State<'_, AppState>, version: String) -> Result<ChangeRecordFiles, AppError> {
+    Ok(state.engine.export_change_record(&version, None)?)
+}
+
 // ---- audit log ----
 
 #[tauri::command]
@@ -364,6 +370,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             set_ring_gates,
             run_gates,
             get_gate_runs,
+            export_change_record,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod build;
+pub mod change_record;
 pub mod gates;
 pub mod model;
 mod pipeline;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use audit::{AuditEntry, AuditPage, AuditVerification};
 pub use build::{BuildConfig, BuildNotifier};
+pub use change_record::ChangeRecordFiles;
 pub use gates::{GateKind, GateRun, GateVerdict, LeGateConfig, LoginEnterpriseConnection, RingGates};
 pub use model::*;
 pub use pipeline::{CAPTURE_SUBNET_TAG, MASTER_TAG};

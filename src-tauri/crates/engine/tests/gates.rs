@@ -138,3 +138,69 @@ async fn gate_configuration_is_validated() {
     engine.set_ring_gates(&none).unwrap();
     assert!(engine.run_gates("2026.1120.2", "pilot").unwrap_err().to_string().contains("no gates"));
 }
+
+/// Print a page to PDF with headless Chromium; `None` when Chromium is not installed (outside CI).
+fn print_to_pdf(html: &std::path::Path, pdf: &std::path::Path) -> Option<bool> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let Some(chromium) = chromium else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI needs Chromium to check the change record prints");
+        eprintln!("SKIPPED the PDF check: no Chromium on this machine");
+        return None;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    Some(status.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_record_is_self_contained_hashed_and_prints_to_pdf() {
+    let sim = common::start_sim(Seed::Demo, TIME_SCALE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::new(Arc::new(Store::open(&dir.path().join("c.db")).unwrap())));
+    engine.connect(common::connection(&sim, TIME_SCALE, common::retry_policy()));
+    engine.refresh(&|_| {}).await.unwrap();
+    let version = "2026.1127.1";
+    engine.run_gates(version, "test").unwrap();
+    wait_gates(&engine, version, 2).await;
+
+    let files = engine.export_change_record(version, Some(dir.path())).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    let evidence = std::fs::read(&files.evidence).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&files.manifest).unwrap()).unwrap();
+    // The manifest's hashes are the files' hashes; the bundle hash is shown in the page.
+    let sha = |b: &[u8]| ringmaster_engine::build::sha256_hex(b);
+    assert_eq!(manifest["evidenceSha256"], sha(&evidence));
+    assert_eq!(manifest["files"][1]["sha256"], sha(html.as_bytes()));
+    assert!(html.contains(&files.evidence_sha256));
+    // Self-contained: no scripts, no remote content.
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
+    for title in
+        ["Golden image updated", "Validation passed", "Rollback image available", "Gate results", "Audit trail"]
+    {
+        assert!(html.contains(title), "{title} missing");
+    }
+    assert!(html.contains("PASS"), "the gate verdicts are in the record");
+    let bundle: serde_json::Value = serde_json::from_slice(&evidence).unwrap();
+    assert_eq!(bundle["format"], "ringmaster-change-record/1");
+    assert!(bundle["audit"].as_array().unwrap().iter().any(|e| e["action"] == "gate.finish"));
+    assert_eq!(bundle["auditChain"]["intact"], true);
+
+    // To look at it: RINGMASTER_KEEP_CHANGE_RECORD=/some/dir keeps a copy of the page.
+    if let Ok(keep) = std::env::var("RINGMASTER_KEEP_CHANGE_RECORD") {
+        let _ = std::fs::copy(&files.html, std::path::Path::new(&keep).join("change-record.html"));
+    }
+    let pdf = dir.path().join("record.pdf");
+    if let Some(ok) = print_to_pdf(std::path::Path::new(&files.html), &pdf) {
+        assert!(ok, "Chromium could not print the change record");
+        let bytes = std::fs::read(&pdf).unwrap();
+        assert!(bytes.starts_with(b"%PDF") && bytes.len() > 10_000, "a real PDF: {} bytes", bytes.len());
+    }
+}
