@@ -277,11 +277,54 @@ async function buildToRelease() {
   });
   const states = [];
   for (const el of await browser.$$('[data-testid="checklist-item"]')) states.push(await el.getAttribute("data-state"));
-  // Validation and sign-off are not in this build: never shown as met.
-  assert.equal(states[4], "notYetAvailable");
+  // No gate has judged it yet; sign-off is not in this build and is never shown as met.
+  assert.equal(states[4], "missingEvidence");
   assert.equal(states[5], "notYetAvailable");
   // The collection ran and succeeded before the capture: item 1 is met.
   assert.equal(states[0], "met");
   assert.equal(await attribute(detail, "data-stage"), "captured");
   await browser.saveScreenshot(path.join(artifacts, "release-checklist.png"));
+
+  // 6. Run the Test ring's gates on it: no Test host runs it yet, so the health gate fails (with the reason),
+  // while the Login Enterprise smoke test passes; item 5 is then "not met".
+  await browser.$('[data-testid="run-gates"]').click();
+  await browser.waitUntil(
+    async () => {
+      const runs = await browser.$$('[data-testid="gate-run"]');
+      if (runs.length !== 2) return false;
+      for (const r of runs) if ((await r.getAttribute("data-verdict")) === "running") return false;
+      return true;
+    },
+    { timeout: 90_000, interval: 500, timeoutMsg: "the gates never finished" },
+  );
+  const verdicts = {};
+  for (const r of await browser.$$('[data-testid="gate-run"]')) verdicts[await r.getAttribute("data-gate")] = await r.getAttribute("data-verdict");
+  assert.deepEqual(verdicts, { health: "fail", loginEnterprise: "pass" });
+  await browser.waitUntil(
+    async () => (await (await browser.$$('[data-testid="checklist-item"]'))[4].getAttribute("data-state")) === "notMet",
+    { timeout: 15_000, timeoutMsg: "checklist item 5 did not follow the gates" },
+  );
+  await reveal('[data-testid="release-gates"]');
+  await browser.saveScreenshot(path.join(artifacts, "release-gates.png"));
 }
+
+test("audit: the log verifies intact and records the rollouts and the capture above", async () => {
+  await browser.$('[data-testid="nav-audit"]').click();
+  await browser.$('[data-testid="audit-view"]').waitForExist({ timeout: 15_000 });
+  await browser.waitUntil(async () => (await browser.$$('[data-testid="audit-entry"]')).length > 0, {
+    timeout: 15_000,
+    timeoutMsg: "the audit log showed no entries",
+  });
+  await browser.$('[data-testid="verify-chain"]').click();
+  const banner = browser.$('[data-testid="chain-banner"]');
+  await banner.waitForExist({ timeout: 15_000, timeoutMsg: "no verification banner" });
+  assert.equal(await banner.getAttribute("data-intact"), "true");
+  assert.match(await banner.getText(), /Chain intact: \d+ entries verified at/);
+  const actions = await browser.execute(() =>
+    [...document.querySelectorAll('[data-testid="audit-entry"]')].map((row) => row.getAttribute("data-action")),
+  );
+  for (const action of ["rollout.start", "rollout.rollback", "capture.start", "capture.finish"]) {
+    assert.ok(actions.includes(action), `the log has a ${action} entry (has ${actions.join(", ")})`);
+  }
+  await browser.saveScreenshot(path.join(artifacts, "audit-verified.png"));
+});

@@ -255,7 +255,32 @@ describe("App", () => {
       "nav-releases",
       "nav-rings",
       "nav-rollouts",
+      "nav-audit",
     ]);
+  });
+
+  it("opens the audit log from the sidebar and reads its newer entries when a rollout moves", async () => {
+    const entry = (seq: number, action: string) => ({
+      seq,
+      at: new Date(NOW - (10 - seq) * 60_000).toISOString(),
+      actor: "admin@contoso.com",
+      action,
+      subject: "hp-test-01",
+      detail: "{}",
+      hash: String(seq).repeat(64).slice(0, 64),
+    });
+    let log = [entry(2, "capture.start"), entry(1, "master.register")];
+    backend({ get_audit_log: () => ({ entries: log, nextBefore: null }) });
+    const target = renderApp();
+    expect(byTestId(target, "nav-audit")[0].closest(".soon")).toBeNull();
+    byTestId(target, "nav-audit")[0].click();
+    await findByTestId(target, "audit-view");
+    expect(byTestId(target, "nav-audit")[0].getAttribute("aria-current")).toBe("page");
+    await waitFor(() => expect(byTestId(target, "audit-entry").map((r) => r.dataset.action)).toEqual(["capture.start", "master.register"]));
+
+    log = [entry(3, "rollout.start"), ...log];
+    await emit("rollout-updated", ROLLOUT_ID);
+    await waitFor(() => expect(byTestId(target, "audit-entry").map((r) => r.dataset.seq)).toEqual(["3", "2", "1"]), 3000);
   });
 
   it("refreshes the inventory once a capture it follows succeeds, and counts it in the sidebar while it runs", async () => {

@@ -2,7 +2,7 @@
  * Browser preview with a mocked backend (demo tenant), for screenshots and UI work without Tauri.
  * Served by `npm run dev` at /preview.html; never part of `vite build` (only index.html is).
  *
- * Query parameters: view=build|releases|rings|hosts|rollouts|settings (images = releases), refresh (start a background refresh),
+ * Query parameters: view=build|releases|rings|hosts|rollouts|audit|settings (images = releases), refresh (start a background refresh),
  * error (last refresh failed), empty (first run: no cached inventory), pool=<name> (hosts of a pool),
  * rollout=<id> (that rollout on the Rollouts screen), live (move the running rollouts along),
  * menu=<pool name> (open that pool card's menu),
@@ -11,6 +11,8 @@
  * Build and Releases: build=capture|idle (a capture half-way, or nothing under way, instead of a run streaming output), release=<version>
  * (that release's page), open=capture|register|delete-collection|retention|new-collection|script (open that dialog, form or script),
  * collection=<name> (pick that collection in the editor), runId=<id> / captureId=<id> (show that run or capture).
+ * Audit: verify=intact|broken (press Verify chain; broken: an entry was altered in the database file),
+ * expand=<seq> (open that entry's detail), filter=<text> (type that in the filter box).
  */
 import { invoke } from "@tauri-apps/api/core";
 import { mockIPC } from "@tauri-apps/api/mocks";
@@ -38,6 +40,7 @@ const backend = demoBackend(tenant, {
   live: params.has("live"),
   tickMs: Number(params.get("tickMs") ?? 2500),
   buildScenario: params.get("build") === "capture" ? "capture" : params.get("build") === "idle" ? "idle" : "run",
+  auditBroken: params.get("verify") === "broken",
 });
 mockIPC((cmd, args) => backend(cmd, args), { shouldMockEvents: true });
 
@@ -94,6 +97,19 @@ setTimeout(() => {
       click('[data-testid="script-toggle"]');
       break;
   }
+}, 900);
+
+// Audit: verify the chain, open an entry, filter, as a user would.
+setTimeout(() => {
+  const filter = params.get("filter");
+  const box = document.querySelector<HTMLInputElement>('[data-testid="audit-filter"]');
+  if (filter !== null && box) {
+    box.value = filter;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  const expand = params.get("expand");
+  if (expand) click(`[data-testid="audit-entry"][data-seq="${expand}"]`);
+  if (params.has("verify")) click('[data-testid="verify-chain"]');
 }, 900);
 
 // ?start=<pool> or ?rollback=<pool>: open that dialog through the pool card's menu, as a user would.

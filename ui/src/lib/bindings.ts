@@ -45,6 +45,11 @@ export const commands = {
 	deleteVersions: (versionIds: string[]) => typedError<string[], AppError>(__TAURI_INVOKE("delete_versions", { versionIds })),
 	getAuditLog: (before: number | null, limit: number) => typedError<AuditPage, AppError>(__TAURI_INVOKE("get_audit_log", { before, limit })),
 	verifyAuditLog: () => typedError<AuditVerification, AppError>(__TAURI_INVOKE("verify_audit_log")),
+	getRingGates: (ring: string) => typedError<RingGates, AppError>(__TAURI_INVOKE("get_ring_gates", { ring })),
+	setRingGates: (gates: RingGates) => typedError<RingGates, AppError>(__TAURI_INVOKE("set_ring_gates", { gates })),
+	runGates: (version: string, ring: string) => typedError<GateRun[], AppError>(__TAURI_INVOKE("run_gates", { version, ring })),
+	getGateRuns: (version: string) => typedError<GateRun[], AppError>(__TAURI_INVOKE("get_gate_runs", { version })),
+	exportChangeRecord: (version: string) => typedError<ChangeRecordFiles, AppError>(__TAURI_INVOKE("export_change_record", { version })),
 };
 
 /* Types */
@@ -158,6 +163,16 @@ export type CaptureView = {
 	sysprepOutput: string,
 };
 
+/**  Where an exported change record went. */
+export type ChangeRecordFiles = {
+	directory: string,
+	html: string,
+	evidence: string,
+	manifest: string,
+	/**  SHA-256 of the evidence bundle: what an approval binds to. */
+	evidenceSha256: string,
+};
+
 /**  One item of the pre-publish checklist, computed from evidence (never ticked by hand). */
 export type ChecklistItem = {
 	number: number,
@@ -196,6 +211,31 @@ export type DrainMode =
 "waitForLogoff" | 
 /**  Message users, then log them off after `logoffDelayMinutes`. */
 "forceLogoff";
+
+export type GateKind = 
+/**  Every host of the ring runs the release, is `Available` and passes its session host health checks. */
+"health" | 
+/**  A Login Enterprise application test against the ring's hosts. */
+"loginEnterprise";
+
+/**  One gate's run on a release in a ring. */
+export type GateRun = {
+	id: string,
+	version: string,
+	ring: string,
+	gate: GateKind,
+	running: boolean,
+	verdict: GateVerdict | null,
+	/**  Why, most important first. */
+	reasons: string[],
+	startedBy: string,
+	startedAt: string,
+	finishedAt: string | null,
+	/**  The raw evidence (JSON text): host states, or the appliance's test, run, events and overview. */
+	evidence: string,
+};
+
+export type GateVerdict = "pass" | "fail" | "inconclusive";
 
 /**  A VM the app builds images on, and the gallery image definition its captures become versions of. */
 export type GoldenMaster = {
@@ -300,6 +340,15 @@ export type InventorySource =
 "resourceGraph" | 
 /**  Per-resource ARM listing (Resource Graph unavailable). */
 "armListing";
+
+export type LeGateConfig = {
+	/**  The application test's name on the appliance (matched exactly). */
+	testName: string,
+	/**  Apps that must have run successfully; empty = every app the test runs. */
+	requiredApps: string[],
+	/**  Give up (INCONCLUSIVE) after this long: 1 to 240 minutes. */
+	timeoutMinutes: number,
+};
 
 /**  A VM Azure tags `ringmaster-golden-master`, offered for registration with what the app would use. */
 export type MasterRegistration = {
@@ -406,6 +455,8 @@ export type ReleaseView = {
 	/**  Script runs on the master between the previous capture and this one. */
 	runs: ScriptRun[],
 	rollouts: RolloutSummary[],
+	/**  Gate runs on this release in every ring, newest first. */
+	gateRuns: GateRun[],
 };
 
 export type RetentionEntry = {
@@ -432,6 +483,14 @@ export type RingBoard = {
 	/**  Pools with no `ringmaster-ring` tag: shown apart so nobody mistakes them for a ring. */
 	unassigned: PoolCard[],
 	sync: SyncStatus,
+};
+
+/**  The gates a ring requires before a release leaves it. */
+export type RingGates = {
+	/**  The ring's tag value (`test`). */
+	ring: string,
+	health: boolean,
+	loginEnterprise: LeGateConfig | null,
 };
 
 export type RingLane = {

@@ -27,6 +27,8 @@ export const LIST_INTERVAL_MS = 500;
 export type BuildOptions = {
   /** A run or capture this window knew as running has ended. */
   onfinished?: (kind: "run" | "capture", id: string, state: RunState | CaptureState) => void;
+  /** A gate run on this release (version name) started or ended. */
+  ongate?: (version: string) => void;
   detailIntervalMs?: number;
   listIntervalMs?: number;
 };
@@ -299,6 +301,8 @@ export class Build {
     } else if (update.kind === "capture") {
       this.capturesTask.trigger();
       if (update.id === this.captureId) this.captureTask.trigger();
+    } else if (update.kind === "gate") {
+      this.options.ongate?.(update.id);
     }
   }
 

@@ -1,6 +1,6 @@
-export type View = "build" | "releases" | "rings" | "hosts" | "rollouts" | "settings";
+export type View = "build" | "releases" | "rings" | "hosts" | "rollouts" | "audit" | "settings";
 
-export const VIEWS: readonly View[] = ["build", "releases", "rings", "hosts", "rollouts", "settings"];
+export const VIEWS: readonly View[] = ["build", "releases", "rings", "hosts", "rollouts", "audit", "settings"];
 
 /**
  * Which screen is showing, the host pool the Hosts screen is narrowed to (ARM id), the rollout

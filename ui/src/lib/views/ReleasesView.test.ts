@@ -49,6 +49,7 @@ function release(version: string, checklist: ChecklistItem[] = CHECKLIST): Relea
     capture: { id: "cap-1", version, state: "succeeded", stage: "done", createdAt: "2026-11-25T09:00:00Z", finishedAt: "2026-11-25T09:41:00Z", reason: null },
     runs: [],
     rollouts: [],
+    gateRuns: [],
   };
 }
 
