@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringmaster_loginenterprise::{run_gate, CancellationToken, ConnectionResourcesUpdate, GateRequest, LeClient};
-use ringmaster_store::{GateRunRecord, HostFilter, HostSort};
+use ringmaster_store::GateRunRecord;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
@@ -332,19 +332,7 @@ impl Engine {
         let mut hosts = Vec::new();
         let pools = self.store.pools().unwrap_or_default();
         for p in pools.iter().filter(|p| p.ring == ring) {
-            let listing = self
-                .store
-                .query_hosts(&HostFilter {
-                    host_pool: Some(p.id.clone()),
-                    text: None,
-                    state: None,
-                    sort: HostSort::Name,
-                    descending: false,
-                    offset: 0,
-                    limit: 100_000,
-                })
-                .map(|(_, l)| l)
-                .unwrap_or_default();
+            let listing = self.store.hosts_of_pool(&p.id).unwrap_or_default();
             for l in listing {
                 hosts.push((l.host.name, l.host.state, l.host.image_version, l.host.failed_checks));
             }
@@ -391,18 +379,7 @@ impl Engine {
             .iter()
             .filter(|p| p.ring == gates.ring)
             .flat_map(|p| {
-                self.store
-                    .query_hosts(&HostFilter {
-                        host_pool: Some(p.id.clone()),
-                        text: None,
-                        state: None,
-                        sort: HostSort::Name,
-                        descending: false,
-                        offset: 0,
-                        limit: 100_000,
-                    })
-                    .map(|(_, l)| l.into_iter().map(|h| h.host.name).collect::<Vec<_>>())
-                    .unwrap_or_default()
+                self.store.hosts_of_pool(&p.id).unwrap_or_default().into_iter().map(|h| h.host.name).collect::<Vec<_>>()
             })
             .collect();
         // Compare with the newest passing run of another release (what production runs).

@@ -230,16 +230,10 @@ impl Engine {
                     && (r.state == "running" || (!rollback && matches!(r.state.as_str(), "paused" | "failed")))
             })
             .map(|r| (r.id, r.state));
-        let (_, listing) = self.store.query_hosts(&HostFilter {
-            host_pool: Some(pool.id.clone()),
-            text: None,
-            state: None,
-            sort: HostSort::Name,
-            descending: false,
-            offset: 0,
-            limit: 1000,
-        })?;
-        let hosts = listing
+        // Every host of the pool, however many (a page of the host table holds 1,000).
+        let hosts = self
+            .store
+            .hosts_of_pool(&pool.id)?
             .into_iter()
             .map(|l| PlannedHost {
                 name: l.host.name,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ringmaster_azure::{inventory, ops};
-use ringmaster_store::{CollectionRecord, HostFilter, HostSort, MasterRecord};
+use ringmaster_store::{CollectionRecord, MasterRecord};
 use time::OffsetDateTime;
 
 use crate::build::{self, name_of, resource_group_id, Builds, RUN_COMMAND_PREFIX};
@@ -521,15 +521,7 @@ impl Engine {
         let mut release_pools = Vec::new();
         let mut test_pools = Vec::new();
         for p in &pools {
-            let (_, listing) = self.store.query_hosts(&HostFilter {
-                host_pool: Some(p.id.clone()),
-                text: None,
-                state: None,
-                sort: HostSort::Name,
-                descending: false,
-                offset: 0,
-                limit: 100_000,
-            })?;
+            let listing = self.store.hosts_of_pool(&p.id)?;
             let on_release = listing.iter().filter(|l| l.host.image_version == v.name).count() as u32;
             let healthy =
                 listing.iter().filter(|l| l.host.image_version == v.name && l.host.state == "available").count() as u32;

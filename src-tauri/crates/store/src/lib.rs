@@ -638,6 +638,27 @@ impl Store {
 
     /// A host a rollout just verified in Azure: Available, taking sessions, on `version`. Keeps the cache true
     /// between the rollout's end and the next inventory refresh.
+    /// Every cached session host of one pool, by name (in pages: `query_hosts` serves at most 1,000 at a time).
+    pub fn hosts_of_pool(&self, host_pool_id: &str) -> Result<Vec<HostListing>, StoreError> {
+        let mut out = Vec::new();
+        loop {
+            let (total, page) = self.query_hosts(&HostFilter {
+                host_pool: Some(host_pool_id.to_string()),
+                text: None,
+                state: None,
+                sort: HostSort::Name,
+                descending: false,
+                offset: out.len() as u32,
+                limit: 1000,
+            })?;
+            let done = page.is_empty() || out.len() + page.len() >= total as usize;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
     pub fn record_host_replaced(
         &self,
         host_pool_id: &str,
@@ -882,5 +903,52 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_host_of_a_large_pool_is_returned_not_just_the_first_page() {
+        let store = Store::open_in_memory().unwrap();
+        let pool = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DesktopVirtualization/hostPools/hp-big";
+        let hosts = (0..2500)
+            .map(|i| HostRecord {
+                id: format!("{pool}/sessionHosts/h{i:05}"),
+                host_pool_id: pool.into(),
+                name: format!("h{i:05}"),
+                status: "Available".into(),
+                state: "available".into(),
+                allow_new_session: true,
+                sessions: 0,
+                last_heartbeat: None,
+                vm_id: None,
+                image_version_id: None,
+                image_version: "1.0.0".into(),
+                failed_checks: vec![],
+            })
+            .collect();
+        store
+            .replace_inventory(&Snapshot {
+                subscriptions: vec![],
+                pools: vec![PoolRow {
+                    id: pool.into(),
+                    name: "hp-big".into(),
+                    subscription_id: "s".into(),
+                    resource_group: "rg".into(),
+                    location: "westeurope".into(),
+                    pool_type: "Pooled".into(),
+                    ring: "prod".into(),
+                }],
+                hosts,
+                versions: vec![],
+            })
+            .unwrap();
+        let all = store.hosts_of_pool(pool).unwrap();
+        assert_eq!(all.len(), 2500);
+        assert_eq!(all.first().unwrap().host.name, "h00000");
+        assert_eq!(all.last().unwrap().host.name, "h02499");
     }
 }
