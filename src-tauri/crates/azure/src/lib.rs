@@ -8,6 +8,7 @@ pub mod credential;
 pub mod error;
 pub mod inventory;
 pub mod ops;
+pub mod resource_id;
 pub mod signin;
 
 pub use client::{http_client, simulated_tenant_client, ArmClient, RetryPolicy};

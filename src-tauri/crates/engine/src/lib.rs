@@ -199,6 +199,7 @@ impl Engine {
         policy: &RolloutPolicy,
         rollback: bool,
     ) -> Result<RolloutPlan, EngineError> {
+        pipeline::check_id(host_pool_id, ringmaster_azure::resource_id::HOST_POOL)?;
         let pool =
             self.store.pools()?.into_iter().find(|p| p.id.eq_ignore_ascii_case(host_pool_id)).ok_or_else(|| {
                 EngineError::InvalidInput(format!("no host pool {host_pool_id} in the inventory; refresh first"))

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use ringmaster_azure::resource_id;
 use ringmaster_azure::{inventory, ops};
 use ringmaster_store::{CollectionRecord, MasterRecord};
 use time::OffsetDateTime;
@@ -25,21 +26,14 @@ fn now_rfc3339() -> String {
 
 /// `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{v}/subnets/{n}`, checked.
 pub fn validate_subnet_id(id: &str) -> Result<(), String> {
-    let p: Vec<&str> = id.split('/').collect();
-    let ok = p.len() == 11
-        && p[0].is_empty()
-        && p[1].eq_ignore_ascii_case("subscriptions")
-        && p[3].eq_ignore_ascii_case("resourceGroups")
-        && p[5].eq_ignore_ascii_case("providers")
-        && p[6].eq_ignore_ascii_case("Microsoft.Network")
-        && p[7].eq_ignore_ascii_case("virtualNetworks")
-        && p[9].eq_ignore_ascii_case("subnets")
-        && p.iter().skip(1).all(|s| !s.is_empty() && !s.contains(['?', '#', '\\']) && s.len() <= 90);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("'{id}' is not a subnet resource id (/subscriptions/…/virtualNetworks/…/subnets/…)"))
-    }
+    resource_id::parse_kind(id, resource_id::SUBNET)
+        .map(|_| ())
+        .map_err(|e| format!("'{}' is not a subnet resource id: {e}", id.chars().take(200).collect::<String>()))
+}
+
+/// An id from the UI or a file, checked before it becomes part of an ARM URL.
+pub(crate) fn check_id(id: &str, kind: &str) -> Result<(), EngineError> {
+    resource_id::parse_kind(id, kind).map(|_| ()).map_err(|e| EngineError::InvalidInput(e.to_string()))
 }
 
 impl Engine {
@@ -168,6 +162,8 @@ impl Engine {
 
     pub async fn register_master(&self, r: &MasterRegistration) -> Result<GoldenMaster, EngineError> {
         let client = self.connection()?.client.clone();
+        check_id(&r.vm_id, resource_id::VIRTUAL_MACHINE)?;
+        check_id(&r.image_definition_id, resource_id::IMAGE_DEFINITION)?;
         validate_subnet_id(&r.capture_subnet_id).map_err(EngineError::InvalidInput)?;
         let vm = ops::get_vm(&client, &r.vm_id)
             .await?
@@ -265,6 +261,7 @@ impl Engine {
     }
 
     pub fn start_script_run(&self, collection_id: &str, vm_id: &str) -> Result<ScriptRun, EngineError> {
+        check_id(vm_id, resource_id::VIRTUAL_MACHINE)?;
         self.registered_master(vm_id)?;
         let c = self
             .collections()?
@@ -340,6 +337,7 @@ impl Engine {
 
     /// Everything a capture of `master_vm_id` would do, for review before it starts.
     pub async fn plan_capture(&self, master_vm_id: &str) -> Result<CapturePlan, EngineError> {
+        check_id(master_vm_id, resource_id::VIRTUAL_MACHINE)?;
         let master = self.registered_master(master_vm_id)?;
         let client = self.connection()?.client.clone();
         let definition = ops::get_image_definition(&client, &master.image_definition_id).await?.ok_or_else(|| {
@@ -409,7 +407,17 @@ impl Engine {
     /// Start a capture from a reviewed plan. The plan is re-checked: the master must be registered and the
     /// version name still free.
     pub async fn start_capture(&self, plan: &CapturePlan) -> Result<CaptureView, EngineError> {
+        // The plan comes back from the UI: every id in it is checked again, and must match the registration.
+        check_id(&plan.master_vm_id, resource_id::VIRTUAL_MACHINE)?;
+        check_id(&plan.image_definition_id, resource_id::IMAGE_DEFINITION)?;
+        validate_subnet_id(&plan.capture_subnet_id).map_err(EngineError::InvalidInput)?;
+        for r in &plan.target_regions {
+            resource_id::check_name(&r.region, "region").map_err(EngineError::InvalidInput)?;
+        }
         let master = self.registered_master(&plan.master_vm_id)?;
+        if !master.capture_subnet_id.eq_ignore_ascii_case(&plan.capture_subnet_id) {
+            return Err(EngineError::InvalidInput("the plan's capture subnet is not the master's; plan again".into()));
+        }
         if !master.image_definition_id.eq_ignore_ascii_case(&plan.image_definition_id) {
             return Err(EngineError::InvalidInput(
                 "the plan's image definition is not the master's; plan again".into(),
@@ -634,6 +642,9 @@ impl Engine {
     /// Delete versions retention allows deleting. Each one is re-checked against a fresh preview: a version that
     /// became in use since the preview is refused, not deleted.
     pub async fn delete_versions(&self, version_ids: &[String]) -> Result<Vec<String>, EngineError> {
+        for id in version_ids {
+            check_id(id, resource_id::IMAGE_VERSION)?;
+        }
         let preview = self.retention_preview()?;
         for id in version_ids {
             if let Some(k) = preview.keep.iter().find(|k| k.version_id.eq_ignore_ascii_case(id)) {
@@ -677,11 +688,15 @@ mod tests {
 
     #[test]
     fn subnet_ids_are_checked() {
-        let ok =
-            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/snet-capture";
+        let ok = "/subscriptions/1b2c3d4e-0001-4a5b-8c7d-1e2f3a4b5c01/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/snet-capture";
         assert!(validate_subnet_id(ok).is_ok());
         assert!(validate_subnet_id(&format!("{ok}/../x")).is_err());
         assert!(validate_subnet_id(&ok.replace("snet-capture", "a?b=c")).is_err());
         assert!(validate_subnet_id("/subscriptions/s/resourceGroups/rg").is_err());
+        let vm = ok.replace(
+            "Microsoft.Network/virtualNetworks/v/subnets/snet-capture",
+            "Microsoft.Compute/virtualMachines/vm",
+        );
+        assert!(validate_subnet_id(&vm).unwrap_err().contains("not a Microsoft.Network/virtualNetworks/subnets id"));
     }
 }

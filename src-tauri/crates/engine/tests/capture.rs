@@ -242,18 +242,28 @@ async fn bad_input_gets_clear_errors() {
     assert!(err.to_string().contains("at least one script"));
     let err = f.engine.import_collection("{\"name\": 3}").unwrap_err();
     assert!(err.to_string().contains("not a Ringmaster script collection"), "{err}");
-    let err =
-        f.engine
-            .register_master(&MasterRegistration {
-                vm_id: vm.clone(),
-                image_definition_id: "x".into(),
-                capture_subnet_id:
-                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/a/../b"
-                        .into(),
-            })
-            .await
-            .unwrap_err();
+    let definition = f.engine.golden_masters().await.unwrap()[0].image_definition_id.clone();
+    let register = |image_definition_id: &str, capture_subnet_id: &str| MasterRegistration {
+        vm_id: vm.clone(),
+        image_definition_id: image_definition_id.into(),
+        capture_subnet_id: capture_subnet_id.into(),
+    };
+    let subnet = vm.replace(
+        "Microsoft.Compute/virtualMachines/vm-golden-w11",
+        "Microsoft.Network/virtualNetworks/vnet-avd-build/subnets/snet-capture",
+    );
+    let err = f.engine.register_master(&register(&definition, &format!("{subnet}/../b"))).await.unwrap_err();
     assert!(err.to_string().contains("not a subnet resource id"), "{err}");
+    let err = f.engine.register_master(&register("x", &subnet)).await.unwrap_err();
+    assert!(err.to_string().contains("not an Azure resource id"), "{err}");
+    let err = f.engine.register_master(&register(&vm, &subnet)).await.unwrap_err();
+    assert!(err.to_string().contains("not a Microsoft.Compute/galleries/images id"), "{err}");
+    // A plan edited in the UI to point somewhere else is refused before any call to Azure.
+    let mut tampered = f.engine.plan_capture(&vm).await.unwrap();
+    tampered.master_vm_id = format!("{vm}?api-version=2020-01-01");
+    assert!(f.engine.start_capture(&tampered).await.unwrap_err().to_string().contains("'?'"));
+    let err = f.engine.plan_rollout(&format!("{vm}/../x"), "2026.1127.1", &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("path step"), "{err}");
     let mut plan = f.engine.plan_capture(&vm).await.unwrap();
     plan.version = "2026.11.27.1".into();
     assert!(f.engine.start_capture(&plan).await.unwrap_err().to_string().contains("not a version name"));
