@@ -163,6 +163,23 @@ fn item(number: u32, title: &str, state: ChecklistState, evidence: Vec<String>, 
     }
 }
 
+/// An item judged over several parts: not met if any part says so, else missing evidence if any part lacks it,
+/// else met. Each of the first two comes with its next step.
+fn judged(
+    (number, title): (u32, &str),
+    evidence: Vec<String>,
+    (not_met, not_met_next): (bool, &str),
+    (missing, missing_next): (bool, &str),
+) -> ChecklistItem {
+    if not_met {
+        item(number, title, ChecklistState::NotMet, evidence, Some(not_met_next))
+    } else if missing {
+        item(number, title, ChecklistState::MissingEvidence, evidence, Some(missing_next))
+    } else {
+        item(number, title, ChecklistState::Met, evidence, None)
+    }
+}
+
 /// Runs on the capture's master between the previous capture and this one, oldest first.
 pub fn runs_in_window<'a>(e: &'a ChecklistEvidence, capture: &CaptureEvidence) -> Vec<&'a ScriptRun> {
     let mut runs: Vec<&ScriptRun> = e
@@ -442,19 +459,12 @@ fn test_deployment(e: &ChecklistEvidence) -> ChecklistItem {
             }
         }
     }
-    if not_met {
-        item(
-            4,
-            TITLE,
-            ChecklistState::NotMet,
-            evidence,
-            Some("Fix the failed hosts (retry) or roll out again; every Test host must be healthy on this release"),
-        )
-    } else if missing {
-        item(4, TITLE, ChecklistState::MissingEvidence, evidence, Some("Roll this release out to the Test ring"))
-    } else {
-        item(4, TITLE, ChecklistState::Met, evidence, None)
-    }
+    judged(
+        (4, TITLE),
+        evidence,
+        (not_met, "Fix the failed hosts (retry) or roll out again; every Test host must be healthy on this release"),
+        (missing, "Roll this release out to the Test ring"),
+    )
 }
 
 fn validation_passed(e: &ChecklistEvidence) -> ChecklistItem {
@@ -506,19 +516,12 @@ fn validation_passed(e: &ChecklistEvidence) -> ChecklistItem {
             }
         }
     }
-    if failed {
-        item(
-            5,
-            TITLE,
-            ChecklistState::NotMet,
-            evidence,
-            Some("Fix what the gate found, roll out a fixed release, and run the gates again"),
-        )
-    } else if missing {
-        item(5, TITLE, ChecklistState::MissingEvidence, evidence, Some("Run the Test ring's gates on this release"))
-    } else {
-        item(5, TITLE, ChecklistState::Met, evidence, None)
-    }
+    judged(
+        (5, TITLE),
+        evidence,
+        (failed, "Fix what the gate found, roll out a fixed release, and run the gates again"),
+        (missing, "Run the Test ring's gates on this release"),
+    )
 }
 
 fn rollback_available(e: &ChecklistEvidence) -> ChecklistItem {
