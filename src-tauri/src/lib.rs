@@ -2,6 +2,7 @@
 
 mod commands;
 mod connect;
+mod logging;
 
 use std::sync::Arc;
 
@@ -26,15 +27,19 @@ pub const EVENT_ROLLOUT: &str = "rollout-updated";
 pub const EVENT_BUILD: &str = "build-updated";
 
 pub fn run() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGMASTER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ringmaster=info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    // stderr now; the log file in the app's log dir once the logging plugin below opens it. Both redacted.
+    let log_file = logging::init();
     let builder = specta_builder();
     let result = tauri::Builder::default()
+        // First: a second launch hands over to the running instance, which shows and focuses its window, and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            if let Some(window) = app.get_webview_window("main") {
+                let _ = window.unminimize();
+                let _ = window.show();
+                let _ = window.set_focus();
+            }
+        }))
+        .plugin(logging::plugin(log_file))
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {
             builder.mount_events(app);
