@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use ringmaster_azure::{http_client, simulated_tenant_client, ArmClient, AzureCliSource, Cloud, RetryPolicy};
+use ringmaster_azure::{
+    http_client, simulated_tenant_client, simulated_user_client, ArmClient, AzureCliSource, Cloud, RetryPolicy,
+};
 use ringmaster_engine::{ExecutorConfig, TenantConnection};
 use ringmaster_sim::{SimConfig, SimHandle};
 
@@ -50,15 +52,30 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
             let sim = ringmaster_sim::start(config).await.map_err(|e| e.to_string())?;
             let ready = sim.ready.clone();
             let ca = std::fs::read(&ready.ca_cert).map_err(|e| format!("sim CA: {e}"))?;
-            let client = simulated_tenant_client(
-                &ready.arm,
-                &ready.login,
-                &ca,
-                &ready.tenant_id,
-                &ready.client_id,
-                &ready.client_secret,
-                RetryPolicy::default(),
-            )
+            // The demo acts as the simulated tenant's test user, signed in through the same authorization code +
+            // PKCE flow a real tenant uses (the sim consents for them), so actions and sign-offs name a person.
+            // RINGMASTER_DEMO_IDENTITY=app uses the sim's service principal instead.
+            let client = if std::env::var("RINGMASTER_DEMO_IDENTITY").as_deref() == Ok("app") {
+                simulated_tenant_client(
+                    &ready.arm,
+                    &ready.login,
+                    &ca,
+                    &ready.tenant_id,
+                    &ready.client_id,
+                    &ready.client_secret,
+                    RetryPolicy::default(),
+                )
+            } else {
+                simulated_user_client(
+                    &ready.arm,
+                    &ready.login,
+                    &ca,
+                    &ready.tenant_id,
+                    &ready.public_client_id,
+                    RetryPolicy::default(),
+                )
+                .await
+            }
             .map_err(|e| e.to_string())?;
             let principal = client.principal().await;
             // The demo tenant's own Login Enterprise appliance: its token lives only in this process.

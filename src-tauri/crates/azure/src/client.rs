@@ -397,6 +397,11 @@ impl ArmClient {
         }
     }
 
+    /// Who this client acts as, as fields (from its token's claims); `None` when the token cannot be had or read.
+    pub async fn identity(&self) -> Option<crate::credential::TokenIdentity> {
+        self.credential.token(&self.scope, false).await.ok()?.token_identity()
+    }
+
     /// Now, by Azure's clock (as its last response said); ours until a response has been seen.
     pub fn server_now(&self) -> time::OffsetDateTime {
         let ms = self.counters.server_clock_offset_ms.load(Ordering::Relaxed);
@@ -616,6 +621,34 @@ fn arm_error(status: StatusCode, headers: &HeaderMap, body: &[u8], request_id: O
 
 /// A client for the simulated tenant (demo mode, tests, the benchmark): trusts its generated CA only and signs
 /// in with its client credentials.
+/// The simulated tenant as its test user: signed in through authorization code + PKCE (the sim's authorize
+/// endpoint consents without a person, so a redirect-less HTTP client plays the browser). Tokens come from the
+/// session's refresh token, which lives only in this process.
+pub async fn simulated_user_client(
+    arm: &str,
+    login: &str,
+    ca_pem: &[u8],
+    tenant_id: &str,
+    public_client_id: &str,
+    policy: RetryPolicy,
+) -> Result<ArmClient, AzureError> {
+    let http = http_client(Some(ca_pem))?;
+    let cert = reqwest::Certificate::from_pem(ca_pem)
+        .map_err(|e| AzureError::Config(format!("the CA certificate could not be read: {e}")))?;
+    let browser = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| AzureError::Config(format!("the HTTP client could not be built: {e}")))?;
+    let cloud = crate::Cloud::simulated(login, arm);
+    let app = crate::signin::PublicClientApp::new(cloud.clone(), public_client_id, tenant_id);
+    let signed_in = crate::signin::AuthCodeFlow::new(http.clone(), app.clone()).sign_in_unattended(browser).await?;
+    let cache = Arc::new(crate::signin::MemoryTokenCache::default());
+    let credential = crate::signin::RefreshTokenCredential::from_sign_in(http.clone(), &app, signed_in, cache).await?;
+    ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(credential), policy)
+}
+
 pub fn simulated_tenant_client(
     arm: &str,
     login: &str,

@@ -25,13 +25,23 @@ impl AccessToken {
     pub fn secret(&self) -> &str {
         &self.value
     }
-    /// Who the token was issued to, from its claims (user principal name or app id, and object id), for
-    /// recording on evidence. Reads the payload only; the token itself is never returned or logged.
-    pub fn identity(&self) -> Option<String> {
+    /// The token's payload claims. Reads the payload only; the token itself is never returned or logged.
+    fn claims(&self) -> Option<serde_json::Value> {
         use base64::Engine as _;
         let payload = self.value.split('.').nth(1)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Who the token was issued to, as fields: what a sign-off records about its approver.
+    pub fn token_identity(&self) -> Option<TokenIdentity> {
+        TokenIdentity::from_claims(&self.claims()?)
+    }
+
+    /// Who the token was issued to, from its claims (user principal name or app id, and object id), for
+    /// recording on evidence.
+    pub fn identity(&self) -> Option<String> {
+        let claims = self.claims()?;
         let who = ["upn", "unique_name", "preferred_username", "name"]
             .iter()
             .find_map(|k| claims[*k].as_str().filter(|s| !s.is_empty()).map(str::to_string))
@@ -45,6 +55,49 @@ impl AccessToken {
     /// Refresh a little early so a token does not expire in flight.
     pub(crate) fn fresh(&self) -> bool {
         self.expires_at - time::Duration::minutes(2) > OffsetDateTime::now_utc()
+    }
+}
+
+/// A token's subject as Entra states it: object id, display name, tenant, whether it is an application rather than a
+/// person, and the groups the token lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub object_id: String,
+    /// Display name, else user principal name, else `app <appid>`.
+    pub name: String,
+    pub username: Option<String>,
+    pub tenant_id: String,
+    /// An app-only token (a service principal or managed identity): no person behind it.
+    pub is_app: bool,
+    /// Group object ids from the `groups` claim.
+    pub groups: Vec<String>,
+    /// Entra left the groups out because there are too many (`_claim_names.groups`): membership cannot be told
+    /// from the token.
+    pub groups_overage: bool,
+}
+
+impl TokenIdentity {
+    pub fn from_claims(claims: &serde_json::Value) -> Option<TokenIdentity> {
+        let s = |k: &str| claims[k].as_str().filter(|v| !v.is_empty()).map(str::to_string);
+        let object_id = s("oid")?;
+        let tenant_id = s("tid")?;
+        let username = s("upn").or_else(|| s("preferred_username")).or_else(|| s("unique_name"));
+        let app_id = s("appid").or_else(|| s("azp"));
+        // v1 tokens say `idtyp: app`; without it an app token has no scopes (`scp`) and no user names.
+        let is_app = match claims["idtyp"].as_str() {
+            Some(t) => t == "app",
+            None => s("scp").is_none() && username.is_none(),
+        };
+        let name = s("name")
+            .or_else(|| username.clone())
+            .or_else(|| s("app_displayname"))
+            .or_else(|| app_id.map(|a| format!("app {a}")))?;
+        let groups = claims["groups"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let groups_overage = claims["_claim_names"]["groups"].is_string();
+        Some(TokenIdentity { object_id, name, username, tenant_id, is_app, groups, groups_overage })
     }
 }
 
@@ -258,5 +311,49 @@ impl TokenSource for AzureCliSource {
 
     fn describe(&self) -> String {
         "Azure CLI (az login)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenIdentity;
+    use serde_json::json;
+
+    #[test]
+    fn a_persons_token_names_them_and_lists_their_groups() {
+        let id = TokenIdentity::from_claims(&json!({
+            "oid": "o1", "tid": "t1", "name": "Alex Wilber", "upn": "alex@contoso.example", "idtyp": "user",
+            "scp": "user_impersonation", "groups": ["g1", "g2"]
+        }))
+        .unwrap();
+        assert_eq!(id.name, "Alex Wilber");
+        assert_eq!(id.username.as_deref(), Some("alex@contoso.example"));
+        assert!(!id.is_app);
+        assert_eq!(id.groups, ["g1", "g2"]);
+        assert!(!id.groups_overage);
+    }
+
+    #[test]
+    fn an_app_token_is_told_apart_with_or_without_idtyp() {
+        let with = TokenIdentity::from_claims(&json!({"oid": "o", "tid": "t", "appid": "a", "idtyp": "app"})).unwrap();
+        assert!(with.is_app);
+        assert_eq!(with.name, "app a");
+        let without = TokenIdentity::from_claims(&json!({"oid": "o", "tid": "t", "appid": "a"})).unwrap();
+        assert!(without.is_app);
+        let v2_user =
+            TokenIdentity::from_claims(&json!({"oid": "o", "tid": "t", "preferred_username": "u@x", "scp": "x"}));
+        assert!(!v2_user.unwrap().is_app);
+    }
+
+    #[test]
+    fn group_overage_and_missing_claims_are_reported_not_guessed() {
+        let over = TokenIdentity::from_claims(&json!({
+            "oid": "o", "tid": "t", "name": "N", "idtyp": "user", "_claim_names": {"groups": "src1"}
+        }))
+        .unwrap();
+        assert!(over.groups_overage);
+        assert!(over.groups.is_empty());
+        assert!(TokenIdentity::from_claims(&json!({"tid": "t", "name": "N"})).is_none(), "no object id");
+        assert!(TokenIdentity::from_claims(&json!({"oid": "o", "name": "N"})).is_none(), "no tenant");
     }
 }

@@ -11,11 +11,11 @@ pub mod ops;
 pub mod resource_id;
 pub mod signin;
 
-pub use client::{http_client, simulated_tenant_client, ArmClient, RetryPolicy};
+pub use client::{http_client, simulated_tenant_client, simulated_user_client, ArmClient, RetryPolicy};
 pub use cloud::Cloud;
-pub use credential::{AccessToken, AzureCliSource, ClientSecretCredential, TokenSource};
+pub use credential::{AccessToken, AzureCliSource, ClientSecretCredential, TokenIdentity, TokenSource};
 pub use error::{aadsts_plain_words, ArmError, AzureError, EntraError, SignInError};
 pub use signin::{
-    list_tenants, Account, AuthCodeFlow, AuthorizationRequest, DeviceCodeFlow, DeviceCodePrompt, PublicClientApp,
-    RefreshToken, RefreshTokenCredential, SignedIn, TenantInfo, TokenCache,
+    list_tenants, Account, AuthCodeFlow, AuthorizationRequest, DeviceCodeFlow, DeviceCodePrompt, MemoryTokenCache,
+    PublicClientApp, RefreshToken, RefreshTokenCredential, SignedIn, TenantInfo, TokenCache,
 };

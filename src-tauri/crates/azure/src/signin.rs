@@ -320,6 +320,26 @@ impl AuthCodeFlow {
     }
 }
 
+impl AuthCodeFlow {
+    /// Sign in where the directory consents without a person (the simulated tenant): `browser` (an HTTP client
+    /// that follows no redirects) plays the browser, requesting the authorize URL and delivering its redirect to
+    /// the loopback listener. Everything else is the interactive flow: PKCE, state and nonce are checked alike.
+    pub async fn sign_in_unattended(&self, browser: reqwest::Client) -> Result<SignedIn, AzureError> {
+        let open = move |url: &Url| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let Ok(resp) = browser.get(url).send().await else { return };
+                let location = resp.headers().get("location").and_then(|l| l.to_str().ok()).map(str::to_string);
+                if let Some(location) = location {
+                    let _ = browser.get(location).send().await;
+                }
+            });
+            Ok(())
+        };
+        self.sign_in(open, CancellationToken::new()).await
+    }
+}
+
 async fn cancellable<T>(
     cancel: &CancellationToken,
     work: impl Future<Output = Result<T, AzureError>>,
@@ -676,6 +696,24 @@ pub trait TokenCache: Send + Sync {
         account: &Account,
         refresh_token: &RefreshToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// A session kept in this process only (the demo's): the newest refresh token, in memory.
+#[derive(Default)]
+pub struct MemoryTokenCache {
+    newest: std::sync::Mutex<Option<RefreshToken>>,
+}
+
+#[async_trait::async_trait]
+impl TokenCache for MemoryTokenCache {
+    async fn save_refresh_token(
+        &self,
+        _account: &Account,
+        refresh_token: &RefreshToken,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        *self.newest.lock().map_err(|_| "the token cache lock is poisoned")? = Some(refresh_token.clone());
+        Ok(())
+    }
 }
 
 /// ARM tokens for a signed-in person, for one tenant at a time, from the refresh token. Clones made with

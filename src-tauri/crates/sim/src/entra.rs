@@ -44,6 +44,9 @@ const TEST_USER_OID: &str = "3f2a9c1e-7b4d-4e8a-9c6f-1d2e3f4a5b6c";
 /// The test user's guest object in the second tenant: another object id, as in Entra.
 const TEST_USER_GUEST_OID: &str = "8e4b1a7d-2c9f-4d3e-a6b5-c7d8e9f0a1b2";
 const TEST_USER_NAME: &str = "Alex Wilber";
+/// The Entra group the test user belongs to ("Ringmaster approvers"), listed in the `groups` claim of the user's
+/// access tokens so a ring can require approvers from it.
+pub const APPROVERS_GROUP_ID: &str = "5b1f0c2e-9a7d-4c3b-8e6f-2a1d0c9b8e7f";
 
 const AUTH_CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// RFC 8628 §3.5: each `slow_down` adds five seconds to the interval.
@@ -925,6 +928,7 @@ fn issue_user_tokens(
         "amr": ["pwd", "mfa"],
         "appid": PUBLIC_CLIENT_ID,
         "appidacr": "0",
+        "groups": [APPROVERS_GROUP_ID],
         "idtyp": "user",
         "name": TEST_USER_NAME,
         "oid": tenant.user_oid,
