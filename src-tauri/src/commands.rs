@@ -1,10 +1,11 @@
 //! Commands: one line each over the engine. Errors cross as `{ code, message, requestId }`.
 
 use ringmaster_engine::{
-    AppError, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView, ChangeRecordFiles,
-    ConnectionInfo, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration, ReleaseSummary,
-    ReleaseView, RetentionPolicy, RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary,
-    RolloutView, ScriptCollection, ScriptRun, SyncProgress, SyncStatus,
+    AppError, AppRole, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView,
+    ChangeRecordFiles, ConnectionInfo, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration,
+    Notice, PromotionCheck, ReleaseSummary, ReleaseView, RetentionPolicy, RetentionPreview, RingBoard, RingGates,
+    RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScriptCollection, ScriptRun, SignOffDecision,
+    SignOffEvidence, SyncProgress, SyncStatus,
 };
 use tauri::State;
 
@@ -322,6 +323,80 @@ pub async fn verify_audit_log(state: State<'_, AppState>) -> Result<AuditVerific
 }
 
 /// Every command and the event payload types, for the invoke handler and the generated TypeScript.
+#[tauri::command]
+#[specta::specta]
+pub async fn get_promotion_checks(
+    state: State<'_, AppState>,
+    version: String,
+) -> Result<Vec<PromotionCheck>, AppError> {
+    Ok(state.engine.promotion_checks(&version)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_signoff_evidence(
+    state: State<'_, AppState>,
+    version: String,
+    ring: String,
+) -> Result<SignOffEvidence, AppError> {
+    Ok(state.engine.signoff_evidence(&version, &ring)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_off(
+    state: State<'_, AppState>,
+    version: String,
+    ring: String,
+    decision: SignOffDecision,
+    comment: String,
+    evidence_sha256: String,
+) -> Result<PromotionCheck, AppError> {
+    Ok(state.engine.sign_off(&version, &ring, decision, &comment, &evidence_sha256).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn promote(state: State<'_, AppState>, version: String, ring: String) -> Result<Vec<RolloutView>, AppError> {
+    Ok(state.engine.promote(&version, &ring).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_promotion_enforced(state: State<'_, AppState>) -> Result<bool, AppError> {
+    Ok(state.engine.promotion_enforced()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_promotion_enforced(state: State<'_, AppState>, enforced: bool) -> Result<(), AppError> {
+    Ok(state.engine.set_promotion_enforced(enforced)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_notices(state: State<'_, AppState>) -> Result<Vec<Notice>, AppError> {
+    Ok(state.engine.notices())
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn dismiss_notice(state: State<'_, AppState>, id: String) -> Result<(), AppError> {
+    Ok(state.engine.dismiss_notice(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_app_role(state: State<'_, AppState>) -> Result<AppRole, AppError> {
+    Ok(state.engine.app_role()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_app_role(state: State<'_, AppState>, role: AppRole) -> Result<AppRole, AppError> {
+    Ok(state.engine.set_app_role(role)?)
+}
+
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
         .commands(tauri_specta::collect_commands![
@@ -371,6 +446,16 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             run_gates,
             get_gate_runs,
             export_change_record,
+            get_promotion_checks,
+            get_signoff_evidence,
+            sign_off,
+            promote,
+            get_promotion_enforced,
+            set_promotion_enforced,
+            get_notices,
+            dismiss_notice,
+            get_app_role,
+            set_app_role,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

@@ -50,6 +50,17 @@ export const commands = {
 	runGates: (version: string, ring: string) => typedError<GateRun[], AppError>(__TAURI_INVOKE("run_gates", { version, ring })),
 	getGateRuns: (version: string) => typedError<GateRun[], AppError>(__TAURI_INVOKE("get_gate_runs", { version })),
 	exportChangeRecord: (version: string) => typedError<ChangeRecordFiles, AppError>(__TAURI_INVOKE("export_change_record", { version })),
+	/**  Every command and the event payload types, for the invoke handler and the generated TypeScript. */
+	getPromotionChecks: (version: string) => typedError<PromotionCheck[], AppError>(__TAURI_INVOKE("get_promotion_checks", { version })),
+	getSignoffEvidence: (version: string, ring: string) => typedError<SignOffEvidence, AppError>(__TAURI_INVOKE("get_signoff_evidence", { version, ring })),
+	signOff: (version: string, ring: string, decision: SignOffDecision, comment: string, evidenceSha256: string) => typedError<PromotionCheck, AppError>(__TAURI_INVOKE("sign_off", { version, ring, decision, comment, evidenceSha256 })),
+	promote: (version: string, ring: string) => typedError<RolloutView[], AppError>(__TAURI_INVOKE("promote", { version, ring })),
+	getPromotionEnforced: () => typedError<boolean, AppError>(__TAURI_INVOKE("get_promotion_enforced")),
+	setPromotionEnforced: (enforced: boolean) => typedError<null, AppError>(__TAURI_INVOKE("set_promotion_enforced", { enforced })),
+	getNotices: () => typedError<Notice[], AppError>(__TAURI_INVOKE("get_notices")),
+	dismissNotice: (id: string) => typedError<null, AppError>(__TAURI_INVOKE("dismiss_notice", { id })),
+	getAppRole: () => typedError<AppRole, AppError>(__TAURI_INVOKE("get_app_role")),
+	setAppRole: (role: AppRole) => typedError<AppRole, AppError>(__TAURI_INVOKE("set_app_role", { role })),
 };
 
 /* Types */
@@ -59,6 +70,25 @@ export type AppError = {
 	message: string,
 	/**  ARM's `x-ms-request-id`, when Azure answered. */
 	requestId: string | null,
+};
+
+/**  What the app is for on this machine: an operator runs the pipeline; a reviewer reads it and signs off. */
+export type AppRole = "operator" | "reviewer";
+
+/**  One person's sign-off on a release in a ring, as read back from the image version's tags. */
+export type Approval = {
+	ring: string,
+	decision: SignOffDecision,
+	approverName: string,
+	approverObjectId: string,
+	approverTenantId: string,
+	at: string,
+	/**  SHA-256 of the evidence bundle the approver was shown. */
+	evidenceSha256: string,
+	/**  As much of the comment as fits in the tag (the full text is in the audit log of the app that signed). */
+	comment: string,
+	/**  Bound to the evidence as it is now. */
+	current: boolean,
 };
 
 export type AuditEntry = {
@@ -93,7 +123,7 @@ export type AuditVerification = {
 
 /**  What a script run or capture tells the UI changed. */
 export type BuildUpdate = {
-	/**  `run` or `capture`. */
+	/**  `run`, `capture`, `gate` (id = the version) or `notice` (id = the notice). */
 	kind: string,
 	id: string,
 };
@@ -216,7 +246,9 @@ export type GateKind =
 /**  Every host of the ring runs the release, is `Available` and passes its session host health checks. */
 "health" | 
 /**  A Login Enterprise application test against the ring's hosts. */
-"loginEnterprise";
+"loginEnterprise" | 
+/**  Validation scripts by run command on a sample of the ring's hosts. */
+"script";
 
 /**  One gate's run on a release in a ring. */
 export type GateRun = {
@@ -357,6 +389,18 @@ export type MasterRegistration = {
 	captureSubnetId: string,
 };
 
+/**  Something the app did on its own that people should see now (an automatic rollback), shown until dismissed. */
+export type Notice = {
+	id: string,
+	/**  `danger`, `warn` or `info`. */
+	level: string,
+	title: string,
+	message: string,
+	/**  The release it concerns, to link to. */
+	version: string | null,
+	at: string,
+};
+
 export type PlannedHost = {
 	name: string,
 	vmId: string,
@@ -387,6 +431,33 @@ export type PoolCard = {
 	users: number,
 	/**  Newest version first. */
 	versions: VersionCount[],
+};
+
+/**  Whether a release may leave a ring, and exactly what is missing if not. */
+export type PromotionCheck = {
+	version: string,
+	ring: string,
+	ringName: string,
+	nextRing: string | null,
+	nextRingName: string | null,
+	/**  Pools of the next ring a promotion starts rollouts in. */
+	nextPools: string[],
+	/**  Every requirement is met (and there is a next ring to promote to). */
+	ready: boolean,
+	/**  What stands in the way, one line each, in the order to fix them. */
+	missing: string[],
+	/**  What is met, one line each. */
+	met: string[],
+	requiredGates: GateKind[],
+	approvalsRequired: number,
+	approverGroup: string | null,
+	approvals: Approval[],
+	evidenceSha256: string,
+	bakeHours: number,
+	/**  When the bake time ends (or ended), once the ring completed. */
+	bakeEndsAt: string | null,
+	/**  The ring completed the release at. */
+	completedAt: string | null,
 };
 
 /**  Replication of the release in a region against what the rings need there. */
@@ -491,6 +562,16 @@ export type RingGates = {
 	ring: string,
 	health: boolean,
 	loginEnterprise: LeGateConfig | null,
+	/**  Validation scripts on the ring's hosts. */
+	script?: ScriptGateConfig | null,
+	/**  Current approvals a release needs before it leaves the ring (0 = none). */
+	approvalsRequired?: number,
+	/**  Approvers must be members of this Entra group (object id), when set. */
+	approverGroup?: string | null,
+	/**  Hours the release must run in the ring without a failing check before promotion opens (0 = none). */
+	bakeHours?: number,
+	/**  Roll the ring back to its last known-good release, without waiting for a person, when a gate fails. */
+	autoRollback?: boolean,
 };
 
 export type RingLane = {
@@ -614,6 +695,18 @@ export type ScriptCollection = {
 	updatedAt?: string,
 };
 
+export type ScriptGateConfig = {
+	/**
+	 *  A script collection (validation scripts), by id: the collections the Build view already manages
+	 *  (`Engine::collections()`).
+	 */
+	collectionId: string,
+	/**  How many of the ring's hosts on the release to run on; 0 = every host. */
+	sample: number,
+	/**  Text every script's standard output must contain (empty = exit code only). */
+	expectedOutput: string,
+};
+
 export type ScriptParameter = {
 	name: string,
 	value: string,
@@ -649,6 +742,17 @@ export type ScriptStep = {
 	startedAt: string | null,
 	finishedAt: string | null,
 	durationMs: number | null,
+};
+
+export type SignOffDecision = "approve" | "reject";
+
+/**  What a ring's approvers sign: the bundle and its hash. */
+export type SignOffEvidence = {
+	version: string,
+	ring: string,
+	sha256: string,
+	/**  The canonical JSON the hash is taken over. */
+	bundle: string,
 };
 
 export type StageCount = {

@@ -65,6 +65,7 @@ pub struct ImageVersionRecord {
     pub provisioning_state: String,
     pub replication_state: String,
     pub regions: Vec<RegionState>,
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -323,6 +324,7 @@ fn version_from(r: &ArmResource) -> ImageVersionRecord {
         provisioning_state: text(&p["provisioningState"]).unwrap_or_else(|| "Unknown".into()),
         replication_state: text(&rs["aggregatedState"]).unwrap_or_else(|| "Unknown".into()),
         regions,
+        tags: tags_of(r.tags.clone()),
     }
 }
 

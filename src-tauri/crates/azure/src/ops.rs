@@ -348,3 +348,26 @@ pub async fn set_exclude_from_latest(client: &ArmClient, version_id: &str, exclu
     client.send_lro(Method::PATCH, version_id, &gallery(), Some(&body)).await?;
     Ok(())
 }
+
+/// Merge tags into a resource without rewriting it (`Tags_UpdateAtScope`, operation `Merge`): other tags stay as
+/// they are, so two apps signing off at once do not erase each other. Returns the resource's tags afterwards.
+pub async fn merge_tags(
+    client: &ArmClient,
+    resource_id: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, AzureError> {
+    let body = json!({"operation": "Merge", "properties": {"tags": tags}});
+    let reply = client
+        .send_lro(
+            Method::PATCH,
+            &format!("{resource_id}/providers/Microsoft.Resources/tags/default"),
+            &[("api-version", crate::cloud::api_version::RESOURCES)],
+            Some(&body),
+        )
+        .await?
+        .unwrap_or(Value::Null);
+    Ok(reply["properties"]["tags"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default())
+}

@@ -249,6 +249,8 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
         Some(r) => r.id,
         None => {
             engine.refresh(&|_| {}).await.map_err(err)?;
+            // The kill test drives the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+            engine.set_promotion_enforced(false).map_err(err)?;
             let policy = RolloutPolicy {
                 capacity: CapacityLimit::Hosts { hosts: cap },
                 drain_mode: DrainMode::ForceLogoff,

@@ -47,6 +47,17 @@ pub struct AuditVerification {
     pub checked_at: String,
 }
 
+/// What the app is for on this machine: an operator runs the pipeline; a reviewer reads it and signs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub enum AppRole {
+    Operator,
+    Reviewer,
+}
+
+/// The actions a reviewer's app takes: sign-offs, and switching its own mode.
+const REVIEWER_ACTIONS: &[&str] = &["signoff.", "app.role"];
+
 /// Append to the log as the app itself; a failure is logged, never fatal to the executor that reports.
 pub(crate) fn record_automatic(store: &Store, action: &str, subject: &str, detail: serde_json::Value) {
     if let Err(e) = store.append_audit(&crate::now_rfc3339(), AUTOMATIC, action, subject, &detail.to_string()) {
@@ -55,10 +66,34 @@ pub(crate) fn record_automatic(store: &Store, action: &str, subject: &str, detai
 }
 
 impl Engine {
-    /// Record a user's action before it takes effect.
+    /// Record a user's action before it takes effect. Every user action passes here, so this is also where a
+    /// reviewer's app refuses what only operators do.
     pub(crate) fn audit(&self, action: &str, subject: &str, detail: serde_json::Value) -> Result<(), EngineError> {
+        if self.app_role()? == AppRole::Reviewer && !REVIEWER_ACTIONS.iter().any(|a| action.starts_with(a)) {
+            return Err(EngineError::InvalidInput(format!(
+                "this app is in reviewer mode: it signs off and exports change records but does not {action}; switch to operator mode in Settings if you are an operator"
+            )));
+        }
         self.store.append_audit(&crate::now_rfc3339(), &self.principal(), action, subject, &detail.to_string())?;
         Ok(())
+    }
+
+    pub fn app_role(&self) -> Result<AppRole, EngineError> {
+        Ok(match self.store.setting("app.role")?.as_deref() {
+            Some("reviewer") => AppRole::Reviewer,
+            _ => AppRole::Operator,
+        })
+    }
+
+    /// Switch between operator and reviewer mode (recorded; a reviewer's app refuses operator actions).
+    pub fn set_app_role(&self, role: AppRole) -> Result<AppRole, EngineError> {
+        let value = match role {
+            AppRole::Operator => "operator",
+            AppRole::Reviewer => "reviewer",
+        };
+        self.audit("app.role", value, serde_json::json!({"role": role}))?;
+        self.store.set_setting("app.role", value)?;
+        Ok(role)
     }
 
     pub fn audit_log(&self, before: Option<u32>, limit: u32) -> Result<AuditPage, EngineError> {

@@ -433,7 +433,7 @@ impl Builds {
     }
 
     /// Poll a run command's instance view until it ends, handing the output so far to `on_output`.
-    async fn follow_run_command(
+    pub(crate) async fn follow_run_command(
         &self,
         vm_id: &str,
         name: &str,

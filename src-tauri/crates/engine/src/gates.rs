@@ -13,6 +13,7 @@ use specta::Type;
 use crate::audit::record_automatic;
 use crate::release_model::BuildUpdate;
 use crate::rings::ring_display_name;
+use crate::script_gate::ScriptGateConfig;
 use crate::{now_rfc3339, Engine, EngineError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -22,6 +23,8 @@ pub enum GateKind {
     Health,
     /// A Login Enterprise application test against the ring's hosts.
     LoginEnterprise,
+    /// Validation scripts by run command on a sample of the ring's hosts.
+    Script,
 }
 
 impl GateKind {
@@ -29,6 +32,7 @@ impl GateKind {
         match self {
             GateKind::Health => "health",
             GateKind::LoginEnterprise => "loginEnterprise",
+            GateKind::Script => "script",
         }
     }
 
@@ -36,6 +40,7 @@ impl GateKind {
         match s {
             "health" => Some(GateKind::Health),
             "loginEnterprise" => Some(GateKind::LoginEnterprise),
+            "script" => Some(GateKind::Script),
             _ => None,
         }
     }
@@ -44,6 +49,7 @@ impl GateKind {
         match self {
             GateKind::Health => "Health gate",
             GateKind::LoginEnterprise => "Login Enterprise gate",
+            GateKind::Script => "Script gate",
         }
     }
 }
@@ -87,13 +93,28 @@ pub struct LeGateConfig {
 }
 
 /// The gates a ring requires before a release leaves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct RingGates {
     /// The ring's tag value (`test`).
     pub ring: String,
     pub health: bool,
     pub login_enterprise: Option<LeGateConfig>,
+    /// Validation scripts on the ring's hosts.
+    #[serde(default)]
+    pub script: Option<ScriptGateConfig>,
+    /// Current approvals a release needs before it leaves the ring (0 = none).
+    #[serde(default)]
+    pub approvals_required: u32,
+    /// Approvers must be members of this Entra group (object id), when set.
+    #[serde(default)]
+    pub approver_group: Option<String>,
+    /// Hours the release must run in the ring without a failing check before promotion opens (0 = none).
+    #[serde(default)]
+    pub bake_hours: u32,
+    /// Roll the ring back to its last known-good release, without waiting for a person, when a gate fails.
+    #[serde(default)]
+    pub auto_rollback: bool,
 }
 
 impl RingGates {
@@ -104,6 +125,9 @@ impl RingGates {
         }
         if self.login_enterprise.is_some() {
             k.push(GateKind::LoginEnterprise);
+        }
+        if self.script.is_some() {
+            k.push(GateKind::Script);
         }
         k
     }
@@ -162,6 +186,11 @@ impl std::fmt::Debug for LoginEnterpriseConnection {
     }
 }
 
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+}
+
 /// Judge the ring's hosts for the health gate: (verdict, reasons, evidence).
 pub fn health_verdict(version: &str, hosts: &[(String, String, String, Vec<String>)]) -> (GateVerdict, Vec<String>) {
     if hosts.is_empty() {
@@ -214,7 +243,19 @@ impl Engine {
             }
             _ => None,
         };
-        Ok(RingGates { ring, health: true, login_enterprise })
+        // One approval before a release leaves any ring but the last.
+        let last = self.pipeline_rings()?.last().cloned();
+        let approvals_required = if last.as_deref() == Some(ring.as_str()) { 0 } else { 1 };
+        Ok(RingGates {
+            ring,
+            health: true,
+            login_enterprise,
+            script: None,
+            approvals_required,
+            approver_group: None,
+            bake_hours: 0,
+            auto_rollback: false,
+        })
     }
 
     pub fn set_ring_gates(&self, g: &RingGates) -> Result<RingGates, EngineError> {
@@ -231,6 +272,28 @@ impl Engine {
             }
             if !(1..=240).contains(&le.timeout_minutes) {
                 return Err(EngineError::InvalidInput("the Login Enterprise timeout is 1 to 240 minutes".into()));
+            }
+        }
+        if let Some(script) = &g.script {
+            crate::script_gate::validate_script_gate(script).map_err(EngineError::InvalidInput)?;
+            if !self.collections()?.iter().any(|c| c.id == script.collection_id) {
+                return Err(EngineError::InvalidInput(
+                    "the script gate's collection does not exist; pick one of the Build view's collections".into(),
+                ));
+            }
+        }
+        if g.approvals_required > 10 {
+            return Err(EngineError::InvalidInput("a ring can require at most 10 approvals".into()));
+        }
+        if g.bake_hours > 720 {
+            return Err(EngineError::InvalidInput("the bake time is 0 to 720 hours (30 days)".into()));
+        }
+        g.approver_group = g.approver_group.map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty());
+        if let Some(group) = &g.approver_group {
+            if !is_guid(group) {
+                return Err(EngineError::InvalidInput(format!(
+                    "the approver group '{group}' is not an Entra group object id (a GUID such as 5b1f0c2e-9a7d-4c3b-8e6f-2a1d0c9b8e7f)"
+                )));
             }
         }
         self.audit("gates.configure", &ring_display_name(&g.ring), serde_json::to_value(&g).unwrap_or_default())?;
@@ -261,9 +324,21 @@ impl Engine {
             .find(|v| v.name == version)
             .ok_or_else(|| EngineError::InvalidInput(format!("no image version {version} in the inventory")))?;
         self.audit("gate.start", version, serde_json::json!({"ring": gates.ring, "gates": gates.kinds()}))?;
-        let started_by = self.principal();
+        let records = self.start_gate_runs(version, &gates, &gates.kinds(), &self.principal())?;
+        Ok(records.into_iter().filter_map(gate_run_view).collect())
+    }
+
+    /// Record the runs as started and judge them in the background, one after the other. A failing gate rolls the
+    /// ring back when the ring says so.
+    pub(crate) fn start_gate_runs(
+        self: &Arc<Self>,
+        version: &str,
+        gates: &RingGates,
+        kinds: &[GateKind],
+        started_by: &str,
+    ) -> Result<Vec<GateRunRecord>, EngineError> {
         let mut started = Vec::new();
-        for kind in gates.kinds() {
+        for kind in kinds {
             let record = GateRunRecord {
                 id: crate::rollout::uuid_like(),
                 version: version.to_string(),
@@ -273,7 +348,7 @@ impl Engine {
                 verdict: None,
                 reasons: "[]".into(),
                 evidence: "{}".into(),
-                started_by: started_by.clone(),
+                started_by: started_by.to_string(),
                 started_at: now_rfc3339(),
                 finished_at: None,
             };
@@ -283,6 +358,7 @@ impl Engine {
         self.announce_gate(version);
         let this = self.clone();
         let version = version.to_string();
+        let gates = gates.clone();
         let runs = started.clone();
         tokio::spawn(async move {
             for mut record in runs {
@@ -290,6 +366,14 @@ impl Engine {
                 let (verdict, reasons, evidence) = match kind {
                     GateKind::Health => this.health_gate(&version, &gates.ring).await,
                     GateKind::LoginEnterprise => this.le_gate(&version, &gates).await,
+                    GateKind::Script => match &gates.script {
+                        Some(config) => this.script_gate(&version, &gates.ring, config, &record.id).await,
+                        None => (
+                            GateVerdict::Inconclusive,
+                            vec!["No script gate is configured for this ring".into()],
+                            serde_json::json!({}),
+                        ),
+                    },
                 };
                 record.state = "finished".into();
                 record.verdict = Some(verdict.as_str().into());
@@ -306,9 +390,75 @@ impl Engine {
                     serde_json::json!({"ring": gates.ring, "gate": record.gate, "verdict": verdict, "reasons": reasons}),
                 );
                 this.announce_gate(&version);
+                if verdict == GateVerdict::Fail && gates.auto_rollback {
+                    this.auto_rollback(&version, &gates.ring, kind, &reasons).await;
+                }
             }
         });
-        Ok(started.into_iter().filter_map(gate_run_view).collect())
+        Ok(started)
+    }
+
+    /// A gate failed on a release the ring runs: roll every pool of the ring that has it back to its last
+    /// known-good release now, record why, and tell people.
+    async fn auto_rollback(&self, version: &str, ring: &str, gate: GateKind, reasons: &[String]) {
+        let why = format!(
+            "{} failed on {version} in the {} ring{}",
+            gate.label(),
+            ring_display_name(ring),
+            reasons.first().map(|r| format!(": {r}")).unwrap_or_default()
+        );
+        let pools: Vec<_> = self.store.pools().unwrap_or_default().into_iter().filter(|p| p.ring == ring).collect();
+        let rollouts = self.store.rollouts().unwrap_or_default();
+        let mut rolled = Vec::new();
+        let mut problems = Vec::new();
+        for p in pools {
+            let on_release =
+                self.store.hosts_of_pool(&p.id).unwrap_or_default().iter().any(|l| l.host.image_version == version);
+            let active = rollouts.iter().find(|r| {
+                r.host_pool_id.eq_ignore_ascii_case(&p.id)
+                    && r.kind == "rollout"
+                    && r.target_version == version
+                    && !r.rolled_back
+            });
+            if !on_release && active.is_none() {
+                continue;
+            }
+            // A rollout still going would block the rollback: stop it first.
+            if let Some(r) = active.filter(|r| r.state == "running") {
+                if let Ok(runner) = self.runner() {
+                    let _ = runner.abort(&r.id);
+                }
+            }
+            match self.rollback_for(&p.id, &crate::model::RolloutPolicy::default(), Some(&why)).await {
+                Ok(view) if view.state == crate::model::RolloutState::Running => rolled.push(p.name.clone()),
+                Ok(view) => {
+                    problems.push(format!("{}: {}", p.name, view.reason.unwrap_or_else(|| "not started".into())))
+                }
+                Err(e) => problems.push(format!("{}: {e}", p.name)),
+            }
+        }
+        if rolled.is_empty() && problems.is_empty() {
+            return;
+        }
+        let (level, title) = if problems.is_empty() {
+            ("danger", format!("{} rolled back automatically", ring_display_name(ring)))
+        } else {
+            ("danger", format!("Automatic rollback of {} needs you", ring_display_name(ring)))
+        };
+        let mut message = why.clone();
+        if !rolled.is_empty() {
+            message.push_str(&format!(". Rolling back: {}", rolled.join(", ")));
+        }
+        if !problems.is_empty() {
+            message.push_str(&format!(". Could not roll back: {}", problems.join("; ")));
+        }
+        record_automatic(
+            &self.store,
+            "gate.autoRollback",
+            version,
+            serde_json::json!({"ring": ring, "gate": gate, "reason": why, "pools": rolled, "problems": problems}),
+        );
+        self.notify(level, title, message, Some(version));
     }
 
     fn announce_gate(&self, version: &str) {

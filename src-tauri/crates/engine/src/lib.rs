@@ -11,6 +11,8 @@ pub mod release;
 pub mod release_model;
 mod rings;
 pub mod rollout;
+pub mod script_gate;
+pub mod signoff;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-pub use audit::{AuditEntry, AuditPage, AuditVerification};
+pub use audit::{AppRole, AuditEntry, AuditPage, AuditVerification};
 pub use build::{BuildConfig, BuildNotifier};
 pub use change_record::ChangeRecordFiles;
 pub use gates::{GateKind, GateRun, GateVerdict, LeGateConfig, LoginEnterpriseConnection, RingGates};
@@ -32,6 +34,8 @@ pub use pipeline::{CAPTURE_SUBNET_TAG, MASTER_TAG};
 pub use release_model::*;
 pub use rings::{ring_display_name, version_from_image_id};
 pub use rollout::{ExecutorConfig, Notifier};
+pub use script_gate::{validate_script_gate, ScriptGateConfig};
+pub use signoff::{Approval, PromotionCheck, SignOffDecision, SignOffEvidence};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -96,6 +100,8 @@ pub struct Engine {
     notifier: RwLock<Notifier>,
     builds: RwLock<Option<Arc<build::Builds>>>,
     build_notifier: RwLock<BuildNotifier>,
+    /// The newest notices, newest last; kept for this session only (the audit log keeps the record).
+    notices: std::sync::Mutex<Vec<Notice>>,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -121,6 +127,7 @@ impl Engine {
             notifier: RwLock::new(Arc::new(|_: &str| {})),
             builds: RwLock::new(None),
             build_notifier: RwLock::new(Arc::new(|_: &BuildUpdate| {})),
+            notices: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -136,6 +143,38 @@ impl Engine {
         if let Ok(mut n) = self.build_notifier.write() {
             *n = notifier;
         }
+    }
+
+    /// Tell people now: kept for the session and announced as a build update of kind `notice`.
+    pub(crate) fn notify(&self, level: &str, title: String, message: String, version: Option<&str>) {
+        let notice = Notice {
+            id: rollout::uuid_like(),
+            level: level.into(),
+            title,
+            message,
+            version: version.map(str::to_string),
+            at: now_rfc3339(),
+        };
+        if let Ok(mut n) = self.notices.lock() {
+            n.push(notice.clone());
+            let excess = n.len().saturating_sub(20);
+            n.drain(..excess);
+        }
+        if let Ok(n) = self.build_notifier.read() {
+            n(&BuildUpdate { kind: "notice".into(), id: notice.id });
+        }
+    }
+
+    /// The session's notices not dismissed, newest first.
+    pub fn notices(&self) -> Vec<Notice> {
+        self.notices.lock().map(|n| n.iter().rev().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn dismiss_notice(&self, id: &str) -> Result<(), EngineError> {
+        let mut n =
+            self.notices.lock().map_err(|_| EngineError::InvalidInput("the notice list is unavailable".into()))?;
+        n.retain(|x| x.id != id);
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -244,7 +283,8 @@ impl Engine {
                 current_version: l.host.image_version,
             })
             .collect();
-        Ok(rollout::plan(
+        let promotion = if rollback { None } else { self.promotion_blocker(&pool, &v)? };
+        let mut plan = rollout::plan(
             rollout::PlanInput {
                 host_pool_id: pool.id,
                 pool_name: pool.name,
@@ -258,7 +298,11 @@ impl Engine {
                 hosts,
             },
             policy,
-        ))
+        );
+        if let Some(message) = promotion {
+            plan.blockers.push(PolicyProblem { field: "promotion".into(), message });
+        }
+        Ok(plan)
     }
 
     /// The version most of a pool's hosts run now, from the cache.
@@ -335,14 +379,24 @@ impl Engine {
 
     /// One click: roll the pool back to its last known-good release with the policy given.
     pub async fn rollback(&self, host_pool_id: &str, policy: &RolloutPolicy) -> Result<RolloutView, EngineError> {
+        self.rollback_for(host_pool_id, policy, None).await
+    }
+
+    /// A rollback a person asked for (`automatic: None`), or one the app started on its own, with its reason.
+    pub(crate) async fn rollback_for(
+        &self,
+        host_pool_id: &str,
+        policy: &RolloutPolicy,
+        automatic: Option<&str>,
+    ) -> Result<RolloutView, EngineError> {
         let plan = self.plan_rollback(host_pool_id, policy)?;
         let runner = self.runner()?;
         if plan.blockers.is_empty() {
-            self.audit(
-                "rollout.rollback",
-                &plan.pool_name,
-                serde_json::json!({"hostPoolId": host_pool_id, "to": plan.target_version, "ring": plan.ring, "policy": policy}),
-            )?;
+            let detail = serde_json::json!({"hostPoolId": host_pool_id, "to": plan.target_version, "ring": plan.ring, "policy": policy, "reason": automatic});
+            match automatic {
+                None => self.audit("rollout.rollback", &plan.pool_name, detail)?,
+                Some(_) => audit::record_automatic(&self.store, "rollout.rollback.automatic", &plan.pool_name, detail),
+            }
         }
         let current = self
             .store

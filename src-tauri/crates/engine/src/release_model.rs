@@ -498,11 +498,25 @@ pub struct RetentionPreview {
     pub delete: Vec<RetentionEntry>,
 }
 
+/// Something the app did on its own that people should see now (an automatic rollback), shown until dismissed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    pub id: String,
+    /// `danger`, `warn` or `info`.
+    pub level: String,
+    pub title: String,
+    pub message: String,
+    /// The release it concerns, to link to.
+    pub version: Option<String>,
+    pub at: String,
+}
+
 /// What a script run or capture tells the UI changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildUpdate {
-    /// `run` or `capture`.
+    /// `run`, `capture`, `gate` (id = the version) or `notice` (id = the notice).
     pub kind: String,
     pub id: String,
 }

@@ -35,7 +35,7 @@ pub fn ring_display_name(key: &str) -> String {
     })
 }
 
-fn ring_rank(key: &str) -> (usize, String) {
+pub(crate) fn ring_rank(key: &str) -> (usize, String) {
     match RING_ORDER.iter().position(|(k, _)| *k == key) {
         Some(i) => (i, String::new()),
         None => (RING_ORDER.len(), key.to_string()),
@@ -146,6 +146,7 @@ pub fn version_row(v: &ringmaster_azure::inventory::ImageVersionRecord) -> Versi
                 .collect::<Vec<_>>(),
         )
         .unwrap_or_else(|_| "[]".into()),
+        tags_json: serde_json::to_string(&v.tags).unwrap_or_else(|_| "{}".into()),
     }
 }
 

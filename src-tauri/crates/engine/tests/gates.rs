@@ -99,6 +99,7 @@ async fn the_test_rings_gates_judge_a_release_and_feed_checklist_item_5() {
                 required_apps: vec![],
                 timeout_minutes: 30,
             }),
+            ..Default::default()
         })
         .unwrap();
     engine.run_gates(version, "test").unwrap();
@@ -127,6 +128,7 @@ async fn gate_configuration_is_validated() {
         ring: "pilot".into(),
         health: true,
         login_enterprise: Some(LeGateConfig { test_name: " ".into(), required_apps: vec![], timeout_minutes: 30 }),
+        ..Default::default()
     };
     assert!(engine.set_ring_gates(&bad).unwrap_err().to_string().contains("test name"));
     let slow = RingGates {
@@ -134,7 +136,7 @@ async fn gate_configuration_is_validated() {
         ..bad
     };
     assert!(engine.set_ring_gates(&slow).unwrap_err().to_string().contains("1 to 240"));
-    let none = RingGates { ring: "pilot".into(), health: false, login_enterprise: None };
+    let none = RingGates { ring: "pilot".into(), health: false, login_enterprise: None, ..Default::default() };
     engine.set_ring_gates(&none).unwrap();
     assert!(engine.run_gates("2026.1120.2", "pilot").unwrap_err().to_string().contains("no gates"));
 }

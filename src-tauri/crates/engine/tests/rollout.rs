@@ -67,6 +67,8 @@ async fn a_pool_is_replaced_within_capacity_then_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(Arc::new(Store::open(&dir.path().join("r.db")).unwrap()));
     engine.connect(connection(&sim));
+    // These tests drive the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+    engine.set_promotion_enforced(false).unwrap();
     engine.refresh(&|_| {}).await.unwrap();
     let pool = pilot_pool(&sim);
 
@@ -121,6 +123,8 @@ fn a_rollout_killed_mid_way_resumes_without_duplicates() {
     let id = first.block_on(async {
         let engine = Engine::new(Arc::new(Store::open(&db).unwrap()));
         engine.connect(connection(&sim));
+        // These tests drive the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+        engine.set_promotion_enforced(false).unwrap();
         engine.refresh(&|_| {}).await.unwrap();
         let v = engine.start_rollout(&pool, "2026.1127.1", &policy(2)).await.unwrap();
         let started = Instant::now();
@@ -141,6 +145,8 @@ fn a_rollout_killed_mid_way_resumes_without_duplicates() {
         let before = engine.store().rollout(&id).unwrap().unwrap();
         assert_eq!(before.state, "running");
         engine.connect(connection(&sim));
+        // These tests drive the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+        engine.set_promotion_enforced(false).unwrap();
         let done = wait_finished(&engine, &id, Duration::from_secs(120)).await;
         assert_eq!(done.state, RolloutState::Completed, "{:?} {:?}", done.reason, done.events.last());
         assert!(done.events.iter().any(|e| e.message.contains("Resuming after a restart")));
@@ -161,6 +167,8 @@ async fn a_vm_that_never_provisions_stops_the_rollout_with_a_reason_and_retry_wo
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(Arc::new(Store::open(&dir.path().join("f.db")).unwrap()));
     engine.connect(connection(&sim));
+    // These tests drive the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+    engine.set_promotion_enforced(false).unwrap();
     engine.refresh(&|_| {}).await.unwrap();
     let pool = pilot_pool(&sim);
     let plan = engine.plan_rollout(&pool, "2026.1127.1", &policy(2)).unwrap();
@@ -198,6 +206,8 @@ async fn pause_and_abort_leave_no_host_half_done() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(Arc::new(Store::open(&dir.path().join("p.db")).unwrap()));
     engine.connect(connection(&sim));
+    // These tests drive the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+    engine.set_promotion_enforced(false).unwrap();
     engine.refresh(&|_| {}).await.unwrap();
     let pool = pilot_pool(&sim);
     let v = engine.start_rollout(&pool, "2026.1127.1", &policy(2)).await.unwrap();
@@ -226,6 +236,8 @@ async fn a_rollout_completes_through_5xx_errors_and_a_429_storm() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(Arc::new(Store::open(&dir.path().join("storm.db")).unwrap()));
     engine.connect(connection(&sim));
+    // These tests drive the executor on a Pilot pool, not the pipeline: no promotion out of Test first.
+    engine.set_promotion_enforced(false).unwrap();
     engine.refresh(&|_| {}).await.unwrap();
     let ca = std::fs::read(&sim.ready.ca_cert).unwrap();
     let http = ringmaster_azure::http_client(Some(&ca)).unwrap();

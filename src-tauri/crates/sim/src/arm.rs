@@ -432,6 +432,16 @@ fn percent_decode(s: &str) -> String {
 fn operation_name(req: &Req) -> String {
     let l: Vec<&str> = req.lower.iter().map(String::as_str).collect();
     let m = req.method.as_str();
+    if let [_, .., "providers", "microsoft.resources", "tags", "default"] = l.as_slice() {
+        return match m {
+            "GET" => "Tags_GetAtScope",
+            "PUT" => "Tags_CreateOrUpdateAtScope",
+            "PATCH" => "Tags_UpdateAtScope",
+            "DELETE" => "Tags_DeleteAtScope",
+            _ => "Unknown",
+        }
+        .into();
+    }
     let name = match (m, l.as_slice()) {
         ("POST", ["providers", "microsoft.resourcegraph", "resources"]) => "Resources",
         ("GET", ["subscriptions"]) => "Subscriptions_List",

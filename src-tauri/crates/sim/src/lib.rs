@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+pub use entra::APPROVERS_GROUP_ID;
 pub use tenant::Seed;
 
 #[derive(Debug, thiserror::Error)]

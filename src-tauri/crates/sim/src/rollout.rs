@@ -51,6 +51,9 @@ pub fn route(shared: &Shared, req: &Req, op: &str) -> Option<Reply> {
         "VirtualMachineExtensions_CreateOrUpdate" => put_extension(shared, req),
         "Disks_Delete" => delete_disk(shared, req),
         "GalleryImageVersions_Update" => update_version(shared, req),
+        "Tags_GetAtScope" | "Tags_CreateOrUpdateAtScope" | "Tags_UpdateAtScope" | "Tags_DeleteAtScope" => {
+            tags_at_scope(shared, req, op)
+        }
         "HostPools_Update" => patch_pool(shared, req),
         "HostPools_RetrieveRegistrationToken" => retrieve_token(shared, req),
         "HostPools_ListRegistrationTokens" => list_tokens(shared, req),
@@ -1382,6 +1385,82 @@ fn update_version(shared: &Shared, req: &Req) -> Reply {
         now,
     );
     with_lro(shared, Reply::ok(current), &op, now)
+}
+
+/// The Tags API on a resource (`{id}/providers/Microsoft.Resources/tags/default`): read, replace, merge or delete
+/// its tags without rewriting the resource. Answers synchronously (200), which the spec allows for these LROs.
+/// ARM's limits hold: 50 tags, names up to 512 characters without `<>%&\?/`, values up to 256.
+fn tags_at_scope(shared: &Shared, req: &Req, op: &str) -> Reply {
+    let scope = format!("/{}", req.segs[..req.segs.len() - 4].join("/"));
+    let mut t = tenant_or_reply!(shared);
+    let Some(resource) = t.get_mut(&scope) else {
+        return Reply::error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("The Resource '{scope}' was not found."),
+        );
+    };
+    let current: serde_json::Map<String, Value> = resource["tags"].as_object().cloned().unwrap_or_default();
+    let body = req.body.clone().unwrap_or(Value::Null);
+    let given: serde_json::Map<String, Value> = body["properties"]["tags"].as_object().cloned().unwrap_or_default();
+    let next = match op {
+        "Tags_GetAtScope" => current,
+        "Tags_CreateOrUpdateAtScope" => given,
+        "Tags_DeleteAtScope" => serde_json::Map::new(),
+        _ => match body["operation"].as_str() {
+            Some("Merge") => current.into_iter().chain(given).collect(),
+            Some("Replace") => given,
+            Some("Delete") => current
+                .into_iter()
+                .filter(|(k, v)| {
+                    given.get(k).is_none_or(|g| g.as_str().is_some_and(|g| !g.is_empty() && Some(g) != v.as_str()))
+                })
+                .collect(),
+            other => {
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidTagOperation",
+                    format!("The tag operation '{}' is not valid: use Merge, Replace or Delete.", other.unwrap_or("")),
+                )
+            }
+        },
+    };
+    if next.len() > 50 {
+        return Reply::error(
+            StatusCode::BAD_REQUEST,
+            "InvalidTagCount",
+            format!("The resource would have {} tags; at most 50 are allowed.", next.len()),
+        );
+    }
+    for (k, v) in &next {
+        let value = v.as_str().unwrap_or_default();
+        if k.is_empty() || k.chars().count() > 512 || k.chars().any(|c| "<>%&\\?/".contains(c)) {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                "InvalidTagNameCharacters",
+                format!("The tag name '{k}' is not valid: 1 to 512 characters, none of <>%&\\?/."),
+            );
+        }
+        if value.chars().count() > 256 {
+            return Reply::error(
+                StatusCode::BAD_REQUEST,
+                "InvalidTagValueLength",
+                format!("The value of tag '{k}' is longer than 256 characters."),
+            );
+        }
+    }
+    if op != "Tags_GetAtScope" {
+        resource["tags"] = Value::Object(next.clone());
+    }
+    if op == "Tags_DeleteAtScope" {
+        return Reply::ok(Value::Null);
+    }
+    Reply::ok(json!({
+        "id": format!("{scope}/providers/Microsoft.Resources/tags/default"),
+        "name": "default",
+        "type": "Microsoft.Resources/tags",
+        "properties": {"tags": next},
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------------------

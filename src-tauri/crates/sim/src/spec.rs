@@ -41,6 +41,8 @@ struct Operation {
     operation_id: String,
     method: String,
     template: Vec<Seg>,
+    /// The template follows a `{scope}` of one or more segments.
+    scoped: bool,
     literals: usize,
     api_version: String,
     file: PathBuf,
@@ -80,9 +82,16 @@ impl SpecIndex {
             let api_version = json["info"]["version"].as_str().unwrap_or_default().to_string();
             if let Some(paths) = json["paths"].as_object() {
                 for (template, item) in paths {
-                    if template.contains("{scope}") || template.contains("{resourceId}") {
+                    if template.contains("{resourceId}") {
                         continue;
                     }
+                    // `/{scope}/...` (the Tags API): the scope is any resource id, so the template is matched as
+                    // a suffix of at least one segment more.
+                    let (scoped, template) = match template.strip_prefix("/{scope}") {
+                        Some(rest) => (true, rest),
+                        None if template.contains("{scope}") => continue,
+                        None => (false, template.as_str()),
+                    };
                     let segs: Vec<Seg> = template
                         .split('/')
                         .filter(|s| !s.is_empty())
@@ -101,6 +110,7 @@ impl SpecIndex {
                                 operation_id: op["operationId"].as_str().unwrap_or_default().to_string(),
                                 method: method.to_ascii_uppercase(),
                                 template: segs.clone(),
+                                scoped,
                                 literals,
                                 api_version: api_version.clone(),
                                 file: path.clone(),
@@ -119,9 +129,11 @@ impl SpecIndex {
         let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()).collect();
         self.ops
             .iter()
-            .filter(|o| o.method == method && o.template.len() == segs.len())
+            .filter(|o| o.method == method)
+            .filter(|o| if o.scoped { segs.len() > o.template.len() } else { o.template.len() == segs.len() })
             .filter(|o| {
-                o.template.iter().zip(&segs).all(|(t, s)| match t {
+                let tail = &segs[segs.len() - o.template.len()..];
+                o.template.iter().zip(tail).all(|(t, s)| match t {
                     Seg::Lit(l) => l == s,
                     Seg::Param => true,
                 })

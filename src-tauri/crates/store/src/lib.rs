@@ -110,6 +110,8 @@ const MIGRATIONS: &[&str] = &[
         verdict TEXT, reasons TEXT NOT NULL, evidence TEXT NOT NULL, started_by TEXT NOT NULL,
         started_at TEXT NOT NULL, finished_at TEXT);
      CREATE INDEX gate_runs_version ON gate_runs(version, ring, started_at);",
+    // 7: image version tags as the gallery reports them: sign-offs live there, so every app sees the same ones.
+    "ALTER TABLE image_versions ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +164,8 @@ pub struct VersionRow {
     pub replication_state: String,
     /// JSON array of `{region, state, progress, replicas}`.
     pub regions_json: String,
+    /// JSON object of the version's tags.
+    pub tags_json: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -404,8 +408,8 @@ impl Store {
     fn put_version(conn: &Connection, v: &VersionRow) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT OR REPLACE INTO image_versions(id, name, gallery, definition, location, published, end_of_life,
-               exclude_from_latest, provisioning_state, replication_state, regions)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+               exclude_from_latest, provisioning_state, replication_state, regions, tags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             v.id,
@@ -418,7 +422,8 @@ impl Store {
             v.exclude_from_latest,
             v.provisioning_state,
             v.replication_state,
-            v.regions_json
+            v.regions_json,
+            v.tags_json
         ])?;
         Ok(())
     }
@@ -544,7 +549,7 @@ impl Store {
         let conn = self.conn()?;
         let mut st = conn.prepare(
             "SELECT id, name, gallery, definition, location, published, end_of_life, exclude_from_latest,
-                    provisioning_state, replication_state, regions FROM image_versions",
+                    provisioning_state, replication_state, regions, tags FROM image_versions",
         )?;
         let rows = st.query_map([], |r| {
             Ok(VersionRow {
@@ -559,6 +564,7 @@ impl Store {
                 provisioning_state: r.get(8)?,
                 replication_state: r.get(9)?,
                 regions_json: r.get(10)?,
+                tags_json: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ringmaster_azure::{simulated_tenant_client, RetryPolicy};
+use ringmaster_azure::{simulated_tenant_client, simulated_user_client, RetryPolicy};
 use ringmaster_engine::{BuildConfig, ExecutorConfig, TenantConnection};
 use ringmaster_sim::{Seed, SimConfig, SimHandle};
 use serde_json::Value;
@@ -43,6 +43,16 @@ pub fn connection(sim: &SimHandle, time_scale: f64, policy: RetryPolicy) -> Tena
             default_test: Some("AVD smoke".into()),
         }),
     }
+}
+
+/// The same, acting as the sim's test user (Alex Wilber) signed in by authorization code + PKCE: a person, who can
+/// sign off.
+pub async fn user_connection(sim: &SimHandle, time_scale: f64) -> TenantConnection {
+    let r = &sim.ready;
+    let ca = std::fs::read(&r.ca_cert).unwrap();
+    let client =
+        simulated_user_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.public_client_id, retry_policy()).await.unwrap();
+    TenantConnection { client, principal: r.test_user.clone(), ..connection(sim, time_scale, retry_policy()) }
 }
 
 pub async fn start_sim(seed: Seed, time_scale: f64) -> SimHandle {
