@@ -73,6 +73,8 @@ pub fn run() {
                 match connect::connect(&mode).await {
                     Ok((connection, sim)) => {
                         engine.connect(connection);
+                        // Rings baking a release get a health check from the app every 10 minutes.
+                        engine.start_bake_monitor(std::time::Duration::from_secs(600));
                         *state._sim.lock().await = sim;
                         // A failure is recorded in the sync status and announced by the event.
                         let _ = refresh_and_emit(&handle, &engine).await;

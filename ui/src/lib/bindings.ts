@@ -458,6 +458,14 @@ export type PromotionCheck = {
 	bakeEndsAt: string | null,
 	/**  The ring completed the release at. */
 	completedAt: string | null,
+	/**
+	 *  Each requirement at a glance: every pool of the ring runs it; every required gate passed since; the
+	 *  bake time ran; enough current approvals and no current rejection.
+	 */
+	rolloutDone: boolean,
+	gatesPassed: boolean,
+	baked: boolean,
+	approved: boolean,
 };
 
 /**  Replication of the release in a region against what the rings need there. */
@@ -528,6 +536,8 @@ export type ReleaseView = {
 	rollouts: RolloutSummary[],
 	/**  Gate runs on this release in every ring, newest first. */
 	gateRuns: GateRun[],
+	/**  Whether it may leave each ring, in pipeline order (filled on the release page only, not in lists). */
+	promotions: PromotionCheck[],
 };
 
 export type RetentionEntry = {

@@ -65,7 +65,7 @@ fn stage_label(s: ReleaseStage) -> &'static str {
 
 const STYLE: &str = "
 body{font:13px/1.45 -apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;color:#1f2328;margin:32px auto;max-width:960px;padding:0 24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+h1{font-size:22px;margin:0 0 4px}h3{font-size:14px;margin:14px 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 .meta{color:#59636e;margin:0 0 16px}.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}
 table{border-collapse:collapse;width:100%;margin:6px 0}th,td{text-align:left;vertical-align:top;border:1px solid #d0d7de;padding:5px 8px}
 th{background:#f6f8fa;font-weight:600}.state{font-weight:600;white-space:nowrap}.met{color:#1a7f37}.notmet{color:#cf222e}
@@ -138,7 +138,51 @@ pub fn render_html(bundle: &Value, release: &ReleaseView, evidence_sha256: &str)
         h.push_str("</table>");
     }
 
-    h.push_str("<h2>Approvals</h2><p>Evidence-bound sign-off is not in this build; approvals recorded in the change request apply to the evidence hash below.</p>");
+    h.push_str("<h2>Sign-off and promotion</h2>");
+    if release.promotions.is_empty() {
+        h.push_str("<p>No ring to promote through.</p>");
+    }
+    for p in &release.promotions {
+        let _ = write!(
+            h,
+            "<h3>{}{}</h3><p>{} · {} approval(s) required{} · evidence SHA-256 <span class=\"mono hash\">{}</span></p>",
+            esc(&p.ring_name),
+            p.next_ring_name.as_deref().map(|n| format!(" → {}", esc(n))).unwrap_or_default(),
+            if p.ready {
+                "<span class=\"pass\">Ready to promote</span>"
+            } else if p.next_ring.is_none() {
+                "Last ring"
+            } else {
+                "<span class=\"inconclusive\">Not ready</span>"
+            },
+            p.approvals_required,
+            p.approver_group.as_deref().map(|g| format!(" (group {})", esc(g))).unwrap_or_default(),
+            esc(&p.evidence_sha256)
+        );
+        if !p.approvals.is_empty() {
+            h.push_str("<table><tr><th>Approver</th><th>Decision</th><th>When</th><th>Evidence SHA-256</th><th>Counts</th><th>Comment</th></tr>");
+            for a in &p.approvals {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}<br><span class=\"mono\">{} · tenant {}</span></td><td class=\"{}\">{}</td><td>{}</td><td class=\"mono hash\">{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&a.approver_name),
+                    esc(&a.approver_object_id),
+                    esc(&a.approver_tenant_id),
+                    if a.decision == crate::signoff::SignOffDecision::Approve { "pass" } else { "fail" },
+                    if a.decision == crate::signoff::SignOffDecision::Approve { "APPROVED" } else { "REJECTED" },
+                    esc(&when(&a.at)),
+                    esc(&a.evidence_sha256),
+                    if a.current { "yes" } else { "no: the evidence changed after it" },
+                    esc(&a.comment)
+                );
+            }
+            h.push_str("</table>");
+        }
+        if p.next_ring.is_some() && !p.missing.is_empty() {
+            let items: String = p.missing.iter().map(|m| format!("<li>{}</li>", esc(m))).collect();
+            let _ = write!(h, "<p>Missing before promotion:</p><ul>{items}</ul>");
+        }
+    }
 
     h.push_str("<h2>How the image was built</h2>");
     match &release.capture {

@@ -14,6 +14,7 @@ pub mod rollout;
 pub mod script_gate;
 pub mod signoff;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -339,19 +340,27 @@ impl Engine {
     /// The pool's last known-good release: the newest completed rollout before the current one that was not
     /// rolled back, or the version the pool ran before its first rollout.
     pub fn last_known_good(&self, host_pool_id: &str) -> Result<Option<String>, EngineError> {
-        let history: Vec<_> = self
-            .store
-            .rollouts()?
-            .into_iter()
-            .filter(|r| r.host_pool_id.eq_ignore_ascii_case(host_pool_id) && r.state == "completed" && !r.rolled_back)
-            .collect();
+        let all: Vec<_> =
+            self.store.rollouts()?.into_iter().filter(|r| r.host_pool_id.eq_ignore_ascii_case(host_pool_id)).collect();
+        // A release rolled back in this pool is never its known-good, whatever ran it before.
+        let rejected: HashSet<&str> = all.iter().filter(|r| r.rolled_back).map(|r| r.target_version.as_str()).collect();
+        let history: Vec<_> = all.iter().filter(|r| r.state == "completed" && !r.rolled_back).collect();
         let Some(current) = history.first() else { return self.newest_released_before_current(host_pool_id) };
-        Ok(history
+        let found = history
             .iter()
             .skip(1)
-            .find(|r| r.target_version != current.target_version)
+            .find(|r| r.target_version != current.target_version && !rejected.contains(r.target_version.as_str()))
             .map(|r| r.target_version.clone())
-            .or_else(|| current.previous_version.clone().filter(|v| *v != current.target_version && v != "unknown")))
+            .or_else(|| {
+                current
+                    .previous_version
+                    .clone()
+                    .filter(|v| *v != current.target_version && v != "unknown" && !rejected.contains(v.as_str()))
+            });
+        match found {
+            Some(v) => Ok(Some(v)),
+            None => self.newest_released_before_current(host_pool_id),
+        }
     }
 
     /// Without rollout history: the newest version older than what the pool runs now that was released to

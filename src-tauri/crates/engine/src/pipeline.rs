@@ -497,7 +497,9 @@ impl Engine {
             .iter()
             .find(|v| v.name == version)
             .ok_or_else(|| EngineError::InvalidInput(format!("no image version {version} in the inventory")))?;
-        self.release_view_of(v, &versions)
+        let mut view = self.release_view_of(v, &versions)?;
+        view.promotions = self.promotion_checks(version)?;
+        Ok(view)
     }
 
     fn release_view_of(&self, v: &ImageVersionRow, versions: &[ImageVersionRow]) -> Result<ReleaseView, EngineError> {
@@ -574,6 +576,7 @@ impl Engine {
             rollback,
             test_gates: self.ring_gates("test").map(|g| g.kinds()).unwrap_or_default(),
             gate_runs: gate_runs.clone(),
+            signoff: self.signoff_state(&v.name)?,
             now,
         };
         let checklist = release::checklist(&evidence);
@@ -603,6 +606,7 @@ impl Engine {
             runs: window_runs,
             rollouts: summaries.into_iter().filter(|s| s.target_version == v.name).collect(),
             gate_runs,
+            promotions: Vec::new(),
         })
     }
 

@@ -133,6 +133,19 @@ pub struct TestPoolEvidence {
     pub rolled_back: bool,
 }
 
+/// Sign-off in one ring, as checklist item 6 needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignOffState {
+    pub ring_name: String,
+    pub required: u32,
+    /// Current approvals: (approver, when, evidence SHA-256).
+    pub approvals: Vec<(String, String, String)>,
+    /// Current rejections: (approver, comment).
+    pub rejections: Vec<(String, String)>,
+    /// Approvers whose sign-off no longer counts (the evidence changed).
+    pub stale: Vec<String>,
+}
+
 /// Everything the checklist is computed from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChecklistEvidence {
@@ -150,6 +163,8 @@ pub struct ChecklistEvidence {
     pub test_gates: Vec<GateKind>,
     /// Gate runs of this release in the Test ring, any order.
     pub gate_runs: Vec<GateRun>,
+    /// Sign-off in the ring before the last (Pilot/UAT), when the pipeline has one.
+    pub signoff: Option<SignOffState>,
     pub now: OffsetDateTime,
 }
 
@@ -200,15 +215,45 @@ pub fn checklist(e: &ChecklistEvidence) -> Vec<ChecklistItem> {
         in_gallery(e),
         test_deployment(e),
         validation_passed(e),
-        item(
-            6,
-            "Pilot/UAT signed off",
-            ChecklistState::NotYetAvailable,
-            vec!["Evidence-bound sign-off is not in this build yet".into()],
-            Some("Collect sign-off outside the app until approvals are available"),
-        ),
+        signed_off(e),
         rollback_available(e),
     ]
+}
+
+fn signed_off(e: &ChecklistEvidence) -> ChecklistItem {
+    const TITLE: &str = "Pilot/UAT signed off";
+    let Some(so) = &e.signoff else {
+        return item(
+            6,
+            TITLE,
+            ChecklistState::MissingEvidence,
+            vec!["The pipeline has no ring between Test and Prod to sign off in".into()],
+            Some("Tag a Pilot or UAT host pool with ringmaster-ring so a ring signs off before Prod"),
+        );
+    };
+    let mut evidence: Vec<String> = so
+        .approvals
+        .iter()
+        .map(|(who, at, sha)| format!("Approved by {who} at {} (evidence {})", when(at), &sha[..sha.len().min(12)]))
+        .collect();
+    evidence.extend(so.rejections.iter().map(|(who, c)| format!("Rejected by {who}: {c}")));
+    evidence
+        .extend(so.stale.iter().map(|who| format!("{who}'s sign-off no longer counts: the evidence changed after it")));
+    let needed = so.required.max(1);
+    evidence.push(format!("The {} ring requires {} approval(s)", so.ring_name, so.required));
+    judged(
+        (6, TITLE),
+        evidence,
+        (!so.rejections.is_empty(), "Resolve the rejection, gather new evidence and ask for sign-off again"),
+        (
+            (so.approvals.len() as u32) < needed,
+            if so.required == 0 {
+                "Require at least one approval for the ring in Settings, then ask an approver to sign off"
+            } else {
+                "Ask an approver to review the evidence and sign off on the release page"
+            },
+        ),
+    )
 }
 
 const NOT_CAPTURED_HERE: &str = "Capture releases with Ringmaster so the checklist can prove how the image was built";
@@ -730,6 +775,13 @@ mod tests {
                 gate(GateKind::Health, GateVerdict::Pass),
                 gate(GateKind::LoginEnterprise, GateVerdict::Pass),
             ],
+            signoff: Some(SignOffState {
+                ring_name: "Pilot".into(),
+                required: 1,
+                approvals: vec![("Alex Wilber".into(), "2026-11-27T13:30:00Z".into(), "ab".repeat(32))],
+                rejections: vec![],
+                stale: vec![],
+            }),
             now: t("2026-11-27T14:00:00Z"),
         }
     }
@@ -755,14 +807,32 @@ mod tests {
     }
 
     #[test]
-    fn every_computable_item_is_met_on_good_evidence_and_5_6_are_never_met() {
+    fn item6_sign_off_needs_a_current_approval_and_no_rejection() {
+        assert_eq!(state(&good(), 6), ChecklistState::Met);
+        let mut e = good();
+        let so = e.signoff.as_mut().unwrap();
+        so.stale = std::mem::take(&mut so.approvals).into_iter().map(|(who, _, _)| who).collect();
+        assert_eq!(state(&e, 6), ChecklistState::MissingEvidence, "a stale approval does not count");
+        let i = checklist(&e).remove(5);
+        assert!(i.evidence.iter().any(|l| l.contains("no longer counts")), "{:?}", i.evidence);
+        let mut e = good();
+        e.signoff.as_mut().unwrap().rejections.push(("Sam".into(), "Teams crashes".into()));
+        assert_eq!(state(&e, 6), ChecklistState::NotMet);
+        let mut e = good();
+        let so = e.signoff.as_mut().unwrap();
+        so.required = 0;
+        so.approvals.clear();
+        assert_eq!(state(&e, 6), ChecklistState::MissingEvidence, "no approval required is no sign-off");
+        e.signoff = None;
+        assert_eq!(state(&e, 6), ChecklistState::MissingEvidence);
+    }
+
+    #[test]
+    fn every_item_is_met_on_good_evidence() {
         let items = checklist(&good());
         assert_eq!(items.len(), 7);
         for i in &items {
-            match i.number {
-                6 => assert_eq!(i.state, ChecklistState::NotYetAvailable),
-                _ => assert_eq!(i.state, ChecklistState::Met, "item {} {:?}", i.number, i.evidence),
-            }
+            assert_eq!(i.state, ChecklistState::Met, "item {} {:?}", i.number, i.evidence);
             assert!(!i.evidence.is_empty());
             assert_eq!(i.next_step.is_none(), i.state == ChecklistState::Met);
         }

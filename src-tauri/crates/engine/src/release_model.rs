@@ -465,6 +465,8 @@ pub struct ReleaseView {
     pub rollouts: Vec<RolloutSummary>,
     /// Gate runs on this release in every ring, newest first.
     pub gate_runs: Vec<GateRun>,
+    /// Whether it may leave each ring, in pipeline order (filled on the release page only, not in lists).
+    pub promotions: Vec<crate::signoff::PromotionCheck>,
 }
 
 /// Retention: keep the newest N, never delete what runs somewhere or is a ring's last known-good.

@@ -92,6 +92,25 @@ pub struct PromotionCheck {
     pub bake_ends_at: Option<String>,
     /// The ring completed the release at.
     pub completed_at: Option<String>,
+    /// Each requirement at a glance: every pool of the ring runs it; every required gate passed since; the
+    /// bake time ran; enough current approvals and no current rejection.
+    pub rollout_done: bool,
+    pub gates_passed: bool,
+    pub baked: bool,
+    pub approved: bool,
+}
+
+/// A ring's requirements judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub missing: Vec<String>,
+    pub met: Vec<String>,
+    pub completed_at: Option<String>,
+    pub bake_ends_at: Option<String>,
+    pub rollout_done: bool,
+    pub gates_passed: bool,
+    pub baked: bool,
+    pub approved: bool,
 }
 
 // ---------------------------------------------------------------- tags
@@ -225,13 +244,8 @@ fn hours_minutes(d: time::Duration) -> String {
     }
 }
 
-/// What a ring requires of the release, judged: (missing, met, completed_at, bake_ends_at). Pure.
-pub fn judge(
-    e: &RingEvidence,
-    gates: &RingGates,
-    approvals: &[Approval],
-    now: OffsetDateTime,
-) -> (Vec<String>, Vec<String>, Option<String>, Option<String>) {
+/// What a ring requires of the release, judged. Pure.
+pub fn judge(e: &RingEvidence, gates: &RingGates, approvals: &[Approval], now: OffsetDateTime) -> Judgement {
     let ring_name = ring_display_name(e.ring);
     let mut missing = Vec::new();
     let mut met = Vec::new();
@@ -278,6 +292,7 @@ pub fn judge(
 
     // 2. Gates: the newest finished run of each required gate since the ring completed passed.
     let since = completed_at.clone().unwrap_or_default();
+    let missing_before_gates = missing.len();
     let after: Vec<&&GateRunRecord> =
         e.gate_runs.iter().filter(|g| g.finished_at.as_deref().is_some_and(|f| f >= since.as_str())).collect();
     for kind in gates.kinds() {
@@ -301,7 +316,10 @@ pub fn judge(
         }
     }
 
+    let gates_passed = missing.len() == missing_before_gates;
+
     // 3. Bake: N hours since the ring completed, restarted by any failing check.
+    let missing_before_bake = missing.len();
     let mut bake_ends_at = None;
     if gates.bake_hours > 0 {
         let last_failure =
@@ -331,7 +349,10 @@ pub fn judge(
         }
     }
 
+    let baked = missing.len() == missing_before_bake;
+
     // 4. Approvals: enough current ones, and no current rejection.
+    let missing_before_approvals = missing.len();
     for a in approvals.iter().filter(|a| a.current && a.decision == SignOffDecision::Reject) {
         missing.push(format!(
             "Rejected by {}{}",
@@ -351,6 +372,7 @@ pub fn judge(
             ));
         }
     }
+    let approved = missing.len() == missing_before_approvals;
     for a in approvals.iter().filter(|a| !a.current) {
         missing.push(format!(
             "{}'s {} ({}) no longer counts: the evidence changed after it",
@@ -359,7 +381,7 @@ pub fn judge(
             when(&a.at)
         ));
     }
-    (missing, met, completed_at, bake_ends_at)
+    Judgement { missing, met, completed_at, bake_ends_at, rollout_done: all_done, gates_passed, baked, approved }
 }
 
 // ---------------------------------------------------------------- the engine
@@ -433,7 +455,8 @@ impl Engine {
         let sha = sha256_hex(evidence_bundle(&e).to_string().as_bytes());
         let gates = self.ring_gates(&ring)?;
         let approvals = approvals_of(&v, &ring, &sha);
-        let (mut missing, met, completed_at, bake_ends_at) = judge(&e, &gates, &approvals, OffsetDateTime::now_utc());
+        let j = judge(&e, &gates, &approvals, OffsetDateTime::now_utc());
+        let mut missing = j.missing;
         let rings = self.pipeline_rings()?;
         let next_ring = rings.iter().position(|r| *r == ring).and_then(|i| rings.get(i + 1)).cloned();
         if next_ring.is_none() {
@@ -451,17 +474,101 @@ impl Engine {
             next_pools,
             ready: missing.is_empty(),
             missing,
-            met,
+            met: j.met,
             required_gates: gates.kinds(),
             approvals_required: gates.approvals_required,
             approver_group: gates.approver_group.clone(),
             approvals,
             evidence_sha256: sha,
             bake_hours: gates.bake_hours,
-            bake_ends_at,
-            completed_at,
+            bake_ends_at: j.bake_ends_at,
+            completed_at: j.completed_at,
+            rollout_done: j.rollout_done,
+            gates_passed: j.gates_passed,
+            baked: j.baked,
+            approved: j.approved,
             ring,
         })
+    }
+
+    /// Sign-off in the ring before the last (Pilot/UAT), for checklist item 6; `None` without such a ring.
+    pub(crate) fn signoff_state(&self, version: &str) -> Result<Option<crate::release::SignOffState>, EngineError> {
+        let rings = self.pipeline_rings()?;
+        if rings.len() < 3 {
+            return Ok(None);
+        }
+        let check = self.promotion_check(version, &rings[rings.len() - 2])?;
+        let current = |d: SignOffDecision| check.approvals.iter().filter(move |a| a.current && a.decision == d);
+        Ok(Some(crate::release::SignOffState {
+            ring_name: check.ring_name.clone(),
+            required: check.approvals_required,
+            approvals: current(SignOffDecision::Approve)
+                .map(|a| (a.approver_name.clone(), a.at.clone(), a.evidence_sha256.clone()))
+                .collect(),
+            rejections: current(SignOffDecision::Reject)
+                .map(|a| (a.approver_name.clone(), a.comment.clone()))
+                .collect(),
+            stale: check.approvals.iter().filter(|a| !a.current).map(|a| a.approver_name.clone()).collect(),
+        }))
+    }
+
+    /// One round of bake checks: for every release baking in a ring (completed there, bake time set and not over),
+    /// run the ring's health gate as the app unless a gate is already running there. A failure restarts the bake and,
+    /// where the ring says so, rolls it back. Returns the (version, ring) pairs checked.
+    pub fn bake_tick(self: &Arc<Self>) -> Result<Vec<(String, String)>, EngineError> {
+        let mut checked = Vec::new();
+        let now = OffsetDateTime::now_utc();
+        let running: Vec<(String, String)> = self
+            .store
+            .gate_runs_any()?
+            .into_iter()
+            .filter(|g| g.state == "running")
+            .map(|g| (g.version, g.ring))
+            .collect();
+        let versions: std::collections::BTreeSet<String> = self
+            .store
+            .rollouts()?
+            .into_iter()
+            .filter(|r| r.kind == "rollout" && r.state == "completed" && !r.rolled_back)
+            .map(|r| r.target_version)
+            .collect();
+        for ring in self.pipeline_rings()? {
+            let gates = self.ring_gates(&ring)?;
+            if gates.bake_hours == 0 {
+                continue;
+            }
+            for version in &versions {
+                let check = self.promotion_check(version, &ring)?;
+                let baking = check.rollout_done
+                    && check.bake_ends_at.as_deref().and_then(parse_time).is_some_and(|end| now < end);
+                if !baking || running.contains(&(version.clone(), ring.clone())) {
+                    continue;
+                }
+                let kinds = [GateKind::Health];
+                self.start_gate_runs(version, &gates, &kinds, crate::audit::AUTOMATIC)?;
+                checked.push((version.clone(), ring.clone()));
+            }
+        }
+        Ok(checked)
+    }
+
+    /// Run [`Engine::bake_tick`] every `every` until the process ends.
+    pub fn start_bake_monitor(self: &Arc<Self>, every: std::time::Duration) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if this.connection().is_err() {
+                    continue;
+                }
+                if let Err(e) = this.bake_tick() {
+                    tracing::warn!(target: "gates", "bake checks could not run: {e}");
+                }
+            }
+        });
     }
 
     /// Every ring's promotion check for a release, in pipeline order.

@@ -184,9 +184,14 @@ async fn a_change_record_is_self_contained_hashed_and_prints_to_pdf() {
     assert!(html.contains(&files.evidence_sha256));
     // Self-contained: no scripts, no remote content.
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
-    for title in
-        ["Golden image updated", "Validation passed", "Rollback image available", "Gate results", "Audit trail"]
-    {
+    for title in [
+        "Golden image updated",
+        "Validation passed",
+        "Rollback image available",
+        "Gate results",
+        "Sign-off and promotion",
+        "Audit trail",
+    ] {
         assert!(html.contains(title), "{title} missing");
     }
     assert!(html.contains("PASS"), "the gate verdicts are in the record");

@@ -221,8 +221,42 @@ async fn a_failing_gate_rolls_the_ring_back_without_waiting_for_a_person() {
     assert!(auto.detail.contains("Teams") || auto.detail.contains("Login Enterprise"), "{}", auto.detail);
     assert!(log.iter().any(|e| e.action == "gate.autoRollback"));
 
-    // The release is now out of Test, and its promotion says so.
+    // The release is now out of Test, and its promotion says so; it is never the pool's known-good again.
     engine.refresh(&|_| {}).await.unwrap();
+    assert_ne!(engine.last_known_good(&test_pool).unwrap().as_deref(), Some(PILOT));
     let check = engine.promotion_check(PILOT, "test").unwrap();
     assert!(check.missing.iter().any(|m| m.contains("was rolled back")), "{:?}", check.missing);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baking_ring_is_checked_by_the_app_and_promotion_waits_for_the_bake() {
+    let sim = common::start_sim(Seed::Demo, TIME_SCALE).await;
+    let engine = Arc::new(Engine::new(Arc::new(Store::open_in_memory().unwrap())));
+    engine.connect(common::connection(&sim, TIME_SCALE, common::retry_policy()));
+    engine.refresh(&|_| {}).await.unwrap();
+    let test_pool = pool(&sim, 1, "rg-avd-test", "hp-test-weu");
+    let view = engine.start_rollout(&test_pool, PILOT, &policy()).await.unwrap();
+    wait_rollout(&engine, &view.id).await;
+    engine.refresh(&|_| {}).await.unwrap();
+    engine
+        .set_ring_gates(&RingGates { ring: "test".into(), health: true, bake_hours: 2, ..Default::default() })
+        .unwrap();
+
+    // The app runs the health gate on its own while the ring bakes, once at a time.
+    let checked = engine.bake_tick().unwrap();
+    assert_eq!(checked, vec![(PILOT.to_string(), "test".to_string())]);
+    assert!(engine.bake_tick().unwrap().is_empty(), "not while the check still runs");
+    let runs = wait_gates(&engine, PILOT, 1).await;
+    assert_eq!(runs[0].started_by, ringmaster_engine::audit::AUTOMATIC);
+    assert_eq!(runs[0].verdict, Some(ringmaster_engine::GateVerdict::Pass), "{:?}", runs[0].reasons);
+
+    // Gates pass, but the bake has most of 2 hours to go: promotion says how long.
+    let check = engine.promotion_check(PILOT, "test").unwrap();
+    assert!(check.gates_passed && !check.baked, "{check:?}");
+    assert!(
+        check.missing.iter().any(|m| m.starts_with("Bake time: 1 h 5") && m.contains("left")),
+        "{:?}",
+        check.missing
+    );
+    assert!(check.bake_ends_at.is_some());
 }
