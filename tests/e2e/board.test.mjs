@@ -277,9 +277,9 @@ async function buildToRelease() {
   });
   const states = [];
   for (const el of await browser.$$('[data-testid="checklist-item"]')) states.push(await el.getAttribute("data-state"));
-  // No gate has judged it yet; sign-off is not in this build and is never shown as met.
+  // No gate has judged it yet and nobody has signed off in Pilot.
   assert.equal(states[4], "missingEvidence");
-  assert.equal(states[5], "notYetAvailable");
+  assert.equal(states[5], "missingEvidence");
   // The collection ran and succeeded before the capture: item 1 is met.
   assert.equal(states[0], "met");
   assert.equal(await attribute(detail, "data-stage"), "captured");
@@ -308,6 +308,78 @@ async function buildToRelease() {
   await browser.saveScreenshot(path.join(artifacts, "release-gates.png"));
 }
 
+async function openRelease(version) {
+  await browser.$('[data-testid="nav-releases"]').click();
+  const open = browser.$(`[data-testid="release-row"][data-version="${version}"] [data-testid="open-release-row"]`);
+  await open.waitForClickable({ timeout: 30_000 });
+  await open.click();
+  await browser.$(`[data-testid="release-detail"][data-version="${version}"]`).waitForExist({ timeout: 15_000 });
+  await browser.$('[data-testid="promotion-ring"][data-ring="test"]').waitForExist({ timeout: 15_000 });
+}
+
+const testRing = '[data-testid="promotion-ring"][data-ring="test"]';
+
+test("sign-off binds the evidence, and a failing gate rolls the Test ring back on its own", async () => {
+  // 1. Approve the Test release for Pilot as the signed-in person (the demo's test user).
+  await openRelease("2026.1127.1");
+  await browser.$(`${testRing} [data-testid="ring-sign-off"]`).click();
+  const dialog = browser.$('[data-testid="signoff-dialog"]');
+  await dialog.waitForExist({ timeout: 15_000 });
+  await browser.$('[data-testid="signoff-sha"]').waitForExist({ timeout: 15_000 });
+  const sha = await browser.$('[data-testid="signoff-sha"]').getText();
+  assert.match(sha, /^[0-9a-f]{64}$/);
+  await fill('[data-testid="signoff-comment"]', "Apps and profile load fine on the Test hosts");
+  await browser.saveScreenshot(path.join(artifacts, "signoff-dialog.png"));
+  await browser.$('[data-testid="signoff-approve"]').click();
+  const approval = browser.$(`${testRing} [data-testid="approval"]`);
+  await approval.waitForExist({ timeout: 30_000, timeoutMsg: "the approval never showed" });
+  assert.equal(await approval.getAttribute("data-current"), "true");
+  assert.match(await approval.getText(), /Alex Wilber/);
+  assert.match(await approval.getText(), new RegExp(sha.slice(0, 12)));
+
+  // 2. The Test ring's policy: the Login Enterprise test whose Teams fails, and automatic rollback.
+  await browser.$('[data-testid="nav-settings"]').click();
+  const policy = '[data-testid="ring-policy"][data-ring="test"]';
+  await browser.$(`${policy} [data-testid="policy-le-test"]`).waitForExist({ timeout: 15_000 });
+  const health = browser.$(`${policy} [data-testid="policy-health"]`);
+  if (await health.isSelected()) await health.click();
+  await fill(`${policy} [data-testid="policy-le-test"]`, "AVD smoke - Teams fails");
+  const auto = browser.$(`${policy} [data-testid="policy-auto-rollback"]`);
+  if (!(await auto.isSelected())) await auto.click();
+  await browser.$(`${policy} [data-testid="policy-save"]`).click();
+  await browser.$(`${policy} [role="status"]`).waitForExist({ timeout: 15_000, timeoutMsg: "the policy was not saved" });
+  await reveal(policy);
+  await browser.saveScreenshot(path.join(artifacts, "ring-policy.png"));
+
+  // 3. Run the Test gates: Teams fails, the ring rolls back without anyone clicking, and the app says so.
+  await openRelease("2026.1127.1");
+  await browser.$(`${testRing} [data-testid="ring-run-gates"]`).click();
+  const notice = browser.$('[data-testid="notice"]');
+  await notice.waitForExist({ timeout: 120_000, timeoutMsg: "no notice of an automatic rollback" });
+  assert.equal(await notice.getAttribute("data-level"), "danger");
+  const text = await notice.getText();
+  assert.match(text, /rolled back automatically/);
+  assert.match(text, /Login Enterprise gate failed on 2026\.1127\.1/);
+  assert.match(text, /hp-test-weu/);
+  // The new gate run changed the evidence: the approval no longer counts, and promotion stays closed.
+  await browser.waitUntil(async () => (await browser.$(`${testRing} [data-testid="approval"]`).getAttribute("data-current")) === "false", {
+    timeout: 15_000,
+    timeoutMsg: "the approval stayed current after new evidence",
+  });
+  assert.equal(await browser.$(`${testRing}`).getAttribute("data-ready"), "false");
+  assert.match(await browser.$(`${testRing} [data-testid="promotion-missing"]`).getText(), /no longer counts/);
+  await reveal('[data-testid="promotion-panel"]');
+  await browser.saveScreenshot(path.join(artifacts, "auto-rollback.png"));
+
+  // 4. The rollback runs to completion.
+  await browser.$('[data-testid="nav-rollouts"]').click();
+  await browser.waitUntil(
+    async () => /Rollback/i.test(await browser.$('[data-testid="rollout-detail"]').getText().catch(() => "")),
+    { timeout: 30_000, timeoutMsg: "the automatic rollback is not on the Rollouts screen" },
+  );
+  await waitForRolloutState("completed", 120_000);
+});
+
 test("audit: the log verifies intact and records the rollouts and the capture above", async () => {
   await browser.$('[data-testid="nav-audit"]').click();
   await browser.$('[data-testid="audit-view"]').waitForExist({ timeout: 15_000 });
@@ -323,7 +395,15 @@ test("audit: the log verifies intact and records the rollouts and the capture ab
   const actions = await browser.execute(() =>
     [...document.querySelectorAll('[data-testid="audit-entry"]')].map((row) => row.getAttribute("data-action")),
   );
-  for (const action of ["rollout.start", "rollout.rollback", "capture.start", "capture.finish"]) {
+  for (const action of [
+    "rollout.start",
+    "rollout.rollback",
+    "capture.start",
+    "capture.finish",
+    "signoff.approve",
+    "gate.autoRollback",
+    "rollout.rollback.automatic",
+  ]) {
     assert.ok(actions.includes(action), `the log has a ${action} entry (has ${actions.join(", ")})`);
   }
   await browser.saveScreenshot(path.join(artifacts, "audit-verified.png"));

@@ -29,6 +29,8 @@ export type BuildOptions = {
   onfinished?: (kind: "run" | "capture", id: string, state: RunState | CaptureState) => void;
   /** A gate run on this release (version name) started or ended. */
   ongate?: (version: string) => void;
+  /** The app has something to tell people now (an automatic rollback). */
+  onnotice?: (id: string) => void;
   detailIntervalMs?: number;
   listIntervalMs?: number;
 };
@@ -303,6 +305,8 @@ export class Build {
       if (update.id === this.captureId) this.captureTask.trigger();
     } else if (update.kind === "gate") {
       this.options.ongate?.(update.id);
+    } else if (update.kind === "notice") {
+      this.options.onnotice?.(update.id);
     }
   }
 

@@ -50,6 +50,7 @@ function release(version: string, checklist: ChecklistItem[] = CHECKLIST): Relea
     runs: [],
     rollouts: [],
     gateRuns: [],
+    promotions: [],
   };
 }
 
