@@ -101,16 +101,19 @@ pub struct ArmClient {
 /// What ARM last said is left of each subscription's write and delete buckets
 /// (`x-ms-ratelimit-remaining-subscription-writes|deletes`), so writes slow down before ARM says 429.
 #[derive(Default)]
-struct WritePacer {
+pub(crate) struct WritePacer {
     remaining: std::collections::HashMap<(String, bool), (f64, std::time::Instant)>,
 }
+
+/// The furthest Azure's clock (a response's `Date`) is believed to be from ours.
+const MAX_CLOCK_OFFSET: time::Duration = time::Duration::days(3660);
 
 /// ARM refills write and delete buckets at 10 a second; keep this many in reserve for other callers.
 const WRITE_REFILL_PER_S: f64 = 10.0;
 const WRITE_RESERVE: f64 = 10.0;
 
 impl WritePacer {
-    fn key(url: &Url, method: &Method) -> Option<(String, bool)> {
+    pub(crate) fn key(url: &Url, method: &Method) -> Option<(String, bool)> {
         if *method == Method::GET || url.path().starts_with("/providers/Microsoft.ResourceGraph") {
             return None;
         }
@@ -124,7 +127,7 @@ impl WritePacer {
     }
 
     /// How long to wait before this write so the bucket keeps its reserve.
-    fn delay(&mut self, key: &(String, bool)) -> Duration {
+    pub(crate) fn delay(&mut self, key: &(String, bool)) -> Duration {
         let Some((left, at)) = self.remaining.get_mut(key) else { return Duration::ZERO };
         let now = std::time::Instant::now();
         let estimate = *left + now.duration_since(*at).as_secs_f64() * WRITE_REFILL_PER_S;
@@ -138,14 +141,21 @@ impl WritePacer {
         }
     }
 
-    fn observe(&mut self, key: (String, bool), headers: &HeaderMap) {
+    pub(crate) fn observe(&mut self, key: (String, bool), headers: &HeaderMap) {
         let name = if key.1 {
             "x-ms-ratelimit-remaining-subscription-deletes"
         } else {
             "x-ms-ratelimit-remaining-subscription-writes"
         };
-        if let Some(left) = headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
-            self.remaining.insert(key, (left, std::time::Instant::now()));
+        // `f64::from_str` also takes `NaN`, `inf` and `1e400`: only a count is kept, or the wait computed from it
+        // (`Duration::from_secs_f64`) would panic.
+        if let Some(left) = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|left| left.is_finite())
+        {
+            self.remaining.insert(key, (left.max(0.0), std::time::Instant::now()));
         }
     }
 }
@@ -163,7 +173,7 @@ struct ErrorEnvelope {
     error: Option<ErrorBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ErrorBody {
     #[serde(default)]
     code: String,
@@ -381,11 +391,15 @@ impl ArmClient {
     }
 
     /// Remember how far Azure's clock is from ours: token expiry times are judged by Azure's clock.
-    fn observe_server_clock(&self, headers: &HeaderMap) {
+    pub(crate) fn observe_server_clock(&self, headers: &HeaderMap) {
         let Some(date) = headers.get("date").and_then(|v| v.to_str().ok()) else { return };
         if let Ok(server) = time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822) {
-            let offset = (server - time::OffsetDateTime::now_utc()).whole_milliseconds();
-            self.counters.server_clock_offset_ms.store(offset as i64, Ordering::Relaxed);
+            let offset = server - time::OffsetDateTime::now_utc();
+            // A `Date` centuries away (RFC 2822 allows up to 9999) is no clock to follow, and adding it to ours
+            // would leave the range of dates (a panic in `server_now`).
+            if offset.abs() <= MAX_CLOCK_OFFSET {
+                self.counters.server_clock_offset_ms.store(offset.whole_milliseconds() as i64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -405,7 +419,8 @@ impl ArmClient {
     /// Now, by Azure's clock (as its last response said); ours until a response has been seen.
     pub fn server_now(&self) -> time::OffsetDateTime {
         let ms = self.counters.server_clock_offset_ms.load(Ordering::Relaxed);
-        time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms)
+        let now = time::OffsetDateTime::now_utc();
+        now.checked_add(time::Duration::milliseconds(ms)).unwrap_or(now)
     }
 
     /// Exponential backoff with full jitter.
@@ -514,26 +529,13 @@ impl ArmClient {
                 self.check_lro_deadline(started, &operation)?;
                 self.pause(wait).await;
                 let r = self.send(Method::GET, op_url.clone(), None).await?;
-                let s: OperationStatus = r.json("operation status")?;
-                match s.status.as_str() {
-                    "Succeeded" => break,
-                    "Failed" | "Canceled" | "Cancelled" => {
-                        let e = s.error.unwrap_or(ErrorBody { code: s.status.clone(), message: String::new() });
-                        return Err(AzureError::OperationFailed {
-                            operation,
-                            status: s.status,
-                            code: e.code,
-                            message: e.message,
-                            request_id: r.request_id,
-                        });
-                    }
-                    _ => {
-                        polls += 1;
-                        wait = self.poll_wait(&r, polls);
-                        if let Some(next) = r.header("azure-asyncoperation") {
-                            op_url = self.url(&next, &[])?;
-                        }
-                    }
+                if operation_done(&r, &operation)? {
+                    break;
+                }
+                polls += 1;
+                wait = self.poll_wait(&r, polls);
+                if let Some(next) = r.header("azure-asyncoperation") {
+                    op_url = self.url(&next, &[])?;
                 }
             }
             return match method {
@@ -582,10 +584,7 @@ impl ArmClient {
     /// The service's `Retry-After` when it gives one; when it says 0 or nothing, back off from the minimum,
     /// doubling per poll, so a long operation costs a handful of polls rather than hundreds.
     fn poll_wait(&self, r: &ArmResponse, polls: u32) -> Duration {
-        match retry_after(&r.headers) {
-            Some(d) if !d.is_zero() => d.clamp(self.policy.min_poll, self.policy.max_poll),
-            _ => self.policy.min_poll.saturating_mul(1u32 << polls.min(16)).min(self.policy.max_poll),
-        }
+        poll_interval(&self.policy, &r.headers, polls)
     }
 
     fn check_lro_deadline(&self, started: tokio::time::Instant, operation: &str) -> Result<(), AzureError> {
@@ -602,20 +601,58 @@ impl ArmClient {
     }
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// How long to wait before the next poll of a long-running operation: within `[min_poll, max_poll]` (`max_poll`
+/// wins should a policy set them the wrong way round).
+pub(crate) fn poll_interval(policy: &RetryPolicy, headers: &HeaderMap, polls: u32) -> Duration {
+    match retry_after(headers) {
+        Some(d) if !d.is_zero() => d.max(policy.min_poll).min(policy.max_poll),
+        _ => policy.min_poll.saturating_mul(1u32 << polls.min(16)).min(policy.max_poll),
+    }
+}
+
+/// Read one `Azure-AsyncOperation` status: `true` once it succeeded, `false` while it runs (any status ARM may add
+/// counts as running), the operation's error once it failed or was cancelled.
+pub(crate) fn operation_done(r: &ArmResponse, operation: &str) -> Result<bool, AzureError> {
+    let s: OperationStatus = r.json("operation status")?;
+    match s.status.as_str() {
+        "Succeeded" => Ok(true),
+        "Failed" | "Canceled" | "Cancelled" => {
+            let e = s.error.unwrap_or_default();
+            Err(AzureError::OperationFailed {
+                operation: operation.to_string(),
+                code: if e.code.trim().is_empty() { s.status.clone() } else { e.code },
+                message: if e.message.trim().is_empty() { NO_DETAILS.into() } else { e.message },
+                status: s.status,
+                request_id: r.request_id.clone(),
+            })
+        }
+        _ => Ok(false),
+    }
+}
+
+/// The message of an error whose body said nothing readable.
+const NO_DETAILS: &str = "Azure gave no further details";
+
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get("retry-after")?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-fn arm_error(status: StatusCode, headers: &HeaderMap, body: &[u8], request_id: Option<String>) -> AzureError {
+pub(crate) fn arm_error(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: Option<String>,
+) -> AzureError {
     let correlation_id = headers.get("x-ms-correlation-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let (code, message) = match serde_json::from_slice::<ErrorEnvelope>(body) {
-        Ok(ErrorEnvelope { error: Some(e) }) if !e.code.is_empty() => (e.code, e.message),
+        Ok(ErrorEnvelope { error: Some(e) }) if !e.code.trim().is_empty() => (e.code, e.message),
         _ => (
             status.canonical_reason().unwrap_or("Error").replace(' ', ""),
             String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_string(),
         ),
     };
+    let message = if message.trim().is_empty() { NO_DETAILS.to_string() } else { message };
     AzureError::Arm(ArmError { status: status.as_u16(), code, message, request_id, correlation_id })
 }
 
@@ -663,4 +700,91 @@ pub fn simulated_tenant_client(
     let cred =
         crate::ClientSecretCredential::new(http.clone(), &cloud.authority_host, tenant_id, client_id, client_secret);
     ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    /// Caught by tests/fuzz.rs: `f64::from_str` takes `NaN`, `inf` and `-1e300`, and the wait computed from such a
+    /// remaining-writes count panicked in `Duration::from_secs_f64` (with the pacer's lock held).
+    #[test]
+    fn a_remaining_writes_count_that_is_no_number_does_not_panic() {
+        let url = Url::parse("https://management.azure.com/subscriptions/s/resourceGroups/rg").unwrap();
+        let key = WritePacer::key(&url, &Method::PUT).unwrap();
+        for value in ["NaN", "inf", "-inf", "-1e300", "1e400", "-5"] {
+            let mut pacer = WritePacer::default();
+            pacer.observe(key.clone(), &headers("x-ms-ratelimit-remaining-subscription-writes", value));
+            let wait = pacer.delay(&key);
+            assert!(wait <= Duration::from_secs(1), "{value}: {wait:?}");
+        }
+    }
+
+    /// Caught by tests/fuzz.rs: a policy whose `min_poll` exceeds `max_poll` made `Duration::clamp` panic on the first
+    /// `Retry-After`.
+    #[test]
+    fn poll_waits_keep_to_max_poll_even_when_the_policy_is_the_wrong_way_round() {
+        let policy =
+            RetryPolicy { min_poll: Duration::from_secs(10), max_poll: Duration::from_secs(1), ..Default::default() };
+        assert_eq!(poll_interval(&policy, &headers("retry-after", "1"), 0), Duration::from_secs(1));
+        assert_eq!(poll_interval(&policy, &HeaderMap::new(), 3), Duration::from_secs(1));
+    }
+
+    /// Caught by tests/fuzz.rs: an error body with a blank code or no message, or no body at all, gave errors like
+    /// "NotFound:  (HTTP 404)" or " : (HTTP 400)".
+    #[test]
+    fn arm_errors_without_words_still_say_something() {
+        let e = arm_error(StatusCode::NOT_FOUND, &HeaderMap::new(), b"", None);
+        assert_eq!(e.to_string(), "NotFound: Azure gave no further details (HTTP 404)");
+        let e = arm_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), br#"{"error":{"code":" ","message":""}}"#, None);
+        assert_eq!(e.code(), "BadRequest");
+        assert!(e.to_string().contains(r#"{"error":{"code":" ","message":""}}"#), "{e}");
+        let e = arm_error(StatusCode::CONFLICT, &HeaderMap::new(), br#"{"error":{"code":"Conflict"}}"#, None);
+        assert_eq!(e.to_string(), "Conflict: Azure gave no further details (HTTP 409)");
+    }
+
+    /// Caught by tests/fuzz.rs: a failed operation without an error (or with a blank one) read "ended Failed: : ".
+    #[test]
+    fn a_failed_operation_without_an_error_still_says_something() {
+        let r = |body: &'static str| ArmResponse {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+            request_id: None,
+        };
+        let e = operation_done(&r(r#"{"status":"Failed"}"#), "PUT /x").unwrap_err();
+        assert_eq!(e.to_string(), "the operation PUT /x ended Failed: Failed: Azure gave no further details");
+        let e = operation_done(&r(r#"{"status":"Canceled","error":{"code":"","message":" "}}"#), "PUT /x").unwrap_err();
+        assert_eq!(e.code(), "Canceled");
+        assert!(operation_done(&r(r#"{"status":"Succeeded"}"#), "PUT /x").unwrap());
+        assert!(!operation_done(&r(r#"{"status":"Deleting"}"#), "PUT /x").unwrap());
+    }
+
+    /// Caught by tests/fuzz.rs: a `Date` of 1900 set Azure's clock a century back, and one in 9999 put `server_now()`
+    /// (and what the engine adds to it) past the last date `time` can hold: a panic.
+    #[test]
+    fn a_date_header_centuries_away_is_not_taken_for_azures_clock() {
+        let http = reqwest::Client::new();
+        let cred = crate::ClientSecretCredential::new(http.clone(), "https://login.example", "t", "c", "s");
+        let client =
+            ArmClient::new(http, "https://management.azure.com", "s", Arc::new(cred), RetryPolicy::default()).unwrap();
+        for date in ["Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 1900 00:00:00 GMT"] {
+            client.observe_server_clock(&headers("date", date));
+            let drift = client.server_now() - time::OffsetDateTime::now_utc();
+            assert!(drift.abs() < time::Duration::minutes(1), "{date}: {drift}");
+        }
+        let near = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        client.observe_server_clock(&headers("date", &near));
+        let drift = client.server_now() - time::OffsetDateTime::now_utc();
+        assert!((drift - time::Duration::hours(1)).abs() < time::Duration::minutes(1), "a real skew is followed");
+    }
 }

@@ -1,7 +1,9 @@
 //! Access tokens for ARM: the client-credentials grant (service principals, the simulated tenant) and the
 //! Azure CLI's signed-in account (through `azure_identity`).
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,8 +56,28 @@ impl AccessToken {
 
     /// Refresh a little early so a token does not expire in flight.
     pub(crate) fn fresh(&self) -> bool {
-        self.expires_at - time::Duration::minutes(2) > OffsetDateTime::now_utc()
+        // Checked: an expiry at the very start of the date range (from the CLI's output) must not panic.
+        self.expires_at.checked_sub(time::Duration::minutes(2)).is_some_and(|t| t > OffsetDateTime::now_utc())
     }
+}
+
+/// The longest token lifetime believed: Entra's tokens live hours (at most about a day with continuous access
+/// evaluation). A larger `expires_in` is cut to this, so the expiry stays a date (`i64::MAX` seconds would panic).
+pub(crate) const MAX_TOKEN_LIFETIME_S: i64 = 30 * 24 * 3600;
+
+/// When a token that lives `expires_in` seconds from now expires (a negative lifetime counts as already expired).
+pub(crate) fn expiry(expires_in: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::seconds(expires_in.clamp(0, MAX_TOKEN_LIFETIME_S))
+}
+
+/// Read a client-credentials token answer.
+pub(crate) fn access_token_from(body: &[u8]) -> Result<AccessToken, AzureError> {
+    let t: TokenResponse = serde_json::from_slice(body).map_err(|e| AzureError::Decode {
+        what: "token response".into(),
+        detail: e.to_string(),
+        request_id: None,
+    })?;
+    Ok(AccessToken::new(t.access_token, expiry(t.expires_in)))
 }
 
 /// A token's subject as Entra states it: object id, display name, tenant, whether it is an application rather than a
@@ -197,7 +219,7 @@ impl ClientSecretCredential {
 }
 
 /// Turn an Entra error body into plain words (AADSTS code kept for support).
-fn entra_message(body: &[u8], status: u16) -> String {
+pub(crate) fn entra_message(body: &[u8], status: u16) -> String {
     match serde_json::from_slice::<EntraError>(body) {
         Ok(e) => {
             let first = e.error_description.split(" Trace ID:").next().unwrap_or_default().trim().to_string();
@@ -210,7 +232,11 @@ fn entra_message(body: &[u8], status: u16) -> String {
             } else {
                 ""
             };
-            format!("{} ({}).{hint}", first, e.error)
+            let first = if first.is_empty() { "the sign-in service refused the request".to_string() } else { first };
+            match e.error.trim() {
+                "" => format!("{}.{hint}", first.trim_end_matches('.')),
+                error => format!("{first} ({error}).{hint}"),
+            }
         }
         Err(_) => format!("the sign-in service answered HTTP {status}"),
     }
@@ -269,12 +295,7 @@ impl TokenSource for ClientSecretCredential {
         if !status.is_success() {
             return Err(AzureError::Auth(entra_message(&body, status.as_u16())));
         }
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| AzureError::Decode {
-            what: "token response".into(),
-            detail: e.to_string(),
-            request_id: None,
-        })?;
-        let token = AccessToken::new(t.access_token, OffsetDateTime::now_utc() + time::Duration::seconds(t.expires_in));
+        let token = access_token_from(&body)?;
         cache.token = Some((scope.to_string(), token.clone()));
         Ok(token)
     }
@@ -289,9 +310,36 @@ pub struct AzureCliSource {
     inner: Arc<azure_identity::AzureCliCredential>,
 }
 
+/// Runs the Azure CLI for `azure_identity` (`cmd /C az account get-access-token ...` on Windows, `/bin/sh -c ...`
+/// elsewhere) as its own executor does, except that on Windows the console process gets no window: without
+/// `CREATE_NO_WINDOW` a desktop app would flash a console on every token it asks the CLI for.
+#[derive(Debug)]
+struct QuietExecutor;
+
+#[async_trait::async_trait]
+impl azure_identity::Executor for QuietExecutor {
+    async fn run(&self, program: &OsStr, args: &[&OsStr]) -> std::io::Result<Output> {
+        let mut command = std::process::Command::new(program);
+        command.args(args).stdin(Stdio::null());
+        #[cfg(windows)]
+        {
+            use std::os::windows::process::CommandExt as _;
+            // `CREATE_NO_WINDOW`, from the Win32 process creation flags.
+            const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+            command.creation_flags(CREATE_NO_WINDOW);
+        }
+        // The CLI takes a second or more: off the async workers, as azure_identity's std executor does.
+        tokio::task::spawn_blocking(move || command.output()).await.map_err(std::io::Error::other)?
+    }
+}
+
 impl AzureCliSource {
     pub fn new(tenant_id: Option<String>) -> Result<Self, AzureError> {
-        let options = azure_identity::AzureCliCredentialOptions { tenant_id, ..Default::default() };
+        let options = azure_identity::AzureCliCredentialOptions {
+            tenant_id,
+            executor: Some(Arc::new(QuietExecutor)),
+            ..Default::default()
+        };
         let inner = azure_identity::AzureCliCredential::new(Some(options))
             .map_err(|e| AzureError::Config(format!("Azure CLI credential: {e}")))?;
         Ok(AzureCliSource { inner })
@@ -316,8 +364,47 @@ impl TokenSource for AzureCliSource {
 
 #[cfg(test)]
 mod tests {
-    use super::TokenIdentity;
+    use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn the_cli_runs_through_the_quiet_executor_and_its_output_comes_back() {
+        use azure_identity::Executor as _;
+        #[cfg(windows)]
+        let (program, args) = ("cmd", ["/C", "echo quiet"]);
+        #[cfg(not(windows))]
+        let (program, args) = ("/bin/sh", ["-c", "echo quiet"]);
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let out = QuietExecutor.run(OsStr::new(program), &args).await.unwrap();
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "quiet");
+        let missing = QuietExecutor.run(OsStr::new("/no/such/az"), &[]).await.unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// Caught by tests/fuzz.rs: a lifetime of `i64::MAX` seconds, and an expiry at the start of the date range,
+    /// panicked (`OffsetDateTime` out of range).
+    #[test]
+    fn absurd_lifetimes_and_expiries_do_not_panic() {
+        let t = access_token_from(br#"{"access_token":"x","expires_in":9223372036854775807}"#).unwrap();
+        assert!(t.fresh());
+        assert!(t.expires_at <= OffsetDateTime::now_utc() + time::Duration::seconds(MAX_TOKEN_LIFETIME_S));
+        let t = access_token_from(br#"{"access_token":"x","expires_in":-9223372036854775808}"#).unwrap();
+        assert!(!t.fresh());
+        let oldest = AccessToken::new("x".into(), time::PrimitiveDateTime::MIN.assume_utc());
+        assert!(!oldest.fresh());
+    }
+
+    /// Caught by tests/fuzz.rs: an error body with an empty description or error read " (invalid_client)." or "()".
+    #[test]
+    fn entra_messages_are_never_blank_or_empty_parentheses() {
+        assert_eq!(
+            entra_message(br#"{"error":"invalid_client"}"#, 401),
+            "the sign-in service refused the request (invalid_client)."
+        );
+        assert_eq!(entra_message(br#"{"error":"","error_description":"Nope."}"#, 400), "Nope.");
+        assert_eq!(entra_message(b"<html>", 502), "the sign-in service answered HTTP 502");
+    }
 
     #[test]
     fn a_persons_token_names_them_and_lists_their_groups() {

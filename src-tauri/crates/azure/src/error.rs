@@ -98,27 +98,19 @@ pub struct EntraError {
     pub status: Option<u16>,
 }
 
-#[derive(serde::Deserialize)]
-struct EntraBody {
-    error: String,
-    #[serde(default)]
-    error_description: String,
-    #[serde(default)]
-    error_codes: Vec<u32>,
-    #[serde(default)]
-    trace_id: Option<String>,
-    #[serde(default)]
-    correlation_id: Option<String>,
-}
-
 impl EntraError {
-    /// Read a token endpoint's error body; `None` when it is not an OAuth error.
+    /// Read a token endpoint's error body; `None` when it is not an OAuth error (no string `error`). The other
+    /// fields are optional and read leniently: one of an unexpected type must not hide the OAuth error, which
+    /// decides what happens next (`authorization_pending` keeps a device code sign-in polling).
     pub fn from_body(body: &[u8], status: u16) -> Option<EntraError> {
-        let b: EntraBody = serde_json::from_slice(body).ok()?;
-        let mut e = EntraError::from_parts(&b.error, &b.error_description);
-        e.aadsts = b.error_codes.first().copied().or(e.aadsts);
-        e.trace_id = b.trace_id.or(e.trace_id);
-        e.correlation_id = b.correlation_id.or(e.correlation_id);
+        use serde_json::Value;
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let mut e = EntraError::from_parts(v.get("error")?.as_str()?, &text("error_description").unwrap_or_default());
+        let first_code = v.get("error_codes").and_then(|c| c.get(0)).and_then(Value::as_u64);
+        e.aadsts = first_code.and_then(|c| u32::try_from(c).ok()).or(e.aadsts);
+        e.trace_id = text("trace_id").or(e.trace_id);
+        e.correlation_id = text("correlation_id").or(e.correlation_id);
         e.status = Some(status);
         Some(e)
     }
@@ -155,8 +147,9 @@ impl EntraError {
             "interaction_required" | "login_required" => "Sign in again interactively to continue.".into(),
             "consent_required" => "The app needs consent in this tenant before it can sign you in.".into(),
             "access_denied" => "The sign-in was denied.".into(),
-            _ if !self.description.is_empty() => self.description.clone(),
-            _ => format!("Entra refused the request ({}).", self.error),
+            _ if !self.description.trim().is_empty() => self.description.clone(),
+            // The error itself follows in parentheses (`Display`).
+            _ => "Entra refused the request.".into(),
         }
     }
 
@@ -172,9 +165,11 @@ impl EntraError {
 impl std::fmt::Display for EntraError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let words = self.plain_words();
-        match self.aadsts {
-            Some(code) => write!(f, "{words} (AADSTS{code}, {})", self.error),
-            None => write!(f, "{words} ({})", self.error),
+        match (self.aadsts, self.error.trim().is_empty()) {
+            (Some(code), false) => write!(f, "{words} (AADSTS{code}, {})", self.error),
+            (Some(code), true) => write!(f, "{words} (AADSTS{code})"),
+            (None, false) => write!(f, "{words} ({})", self.error),
+            (None, true) => f.write_str(&words),
         }
     }
 }
@@ -256,5 +251,44 @@ impl AzureError {
             AzureError::Arm(e) => Some(e.status),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Caught by tests/fuzz.rs: one optional field of an unexpected type (`"error_codes":[-1]`,
+    /// `"error_description":null`) made the whole body unreadable, hiding the OAuth error that decides what happens
+    /// next (`authorization_pending` keeps a device code sign-in polling).
+    #[test]
+    fn the_oauth_error_is_read_whatever_the_optional_fields_hold() {
+        for body in [
+            r#"{"error":"authorization_pending","error_codes":[-1]}"#,
+            r#"{"error":"authorization_pending","error_codes":[70016, "x"],"trace_id":5}"#,
+            r#"{"error":"authorization_pending","error_description":null,"error_codes":"70016"}"#,
+        ] {
+            let e = EntraError::from_body(body.as_bytes(), 400).unwrap_or_else(|| panic!("{body}"));
+            assert_eq!(e.error, "authorization_pending", "{body}");
+        }
+        let e = EntraError::from_body(br#"{"error":"invalid_grant","error_codes":[70016, 1]}"#, 400).unwrap();
+        assert_eq!(e.aadsts, Some(70016));
+        assert!(EntraError::from_body(br#"{"error":{"code":"x"}}"#, 400).is_none(), "an ARM error is not OAuth's");
+        assert!(EntraError::from_body(b"[]", 400).is_none());
+    }
+
+    /// Caught by tests/fuzz.rs: an error with no `error` read "Entra refused the request (). ()" (and, fixed with it,
+    /// one without a description named its error twice).
+    #[test]
+    fn an_empty_error_reads_without_empty_parentheses() {
+        assert_eq!(EntraError::from_parts("", "").to_string(), "Entra refused the request.");
+        assert_eq!(
+            EntraError::from_parts(" ", "AADSTS50058: x").to_string(),
+            format!("{} (AADSTS50058)", aadsts_plain_words(50058).unwrap())
+        );
+        assert_eq!(
+            EntraError::from_parts("invalid_grant", "").to_string(),
+            "Entra refused the request. (invalid_grant)"
+        );
     }
 }

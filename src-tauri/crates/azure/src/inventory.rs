@@ -294,7 +294,10 @@ fn version_from(r: &ArmResource) -> ImageVersionRecord {
                     region: normalize_region(t["name"].as_str().unwrap_or_default()),
                     state: "Unknown".into(),
                     progress: 0,
-                    replicas: t["regionalReplicaCount"].as_u64().or(pp["replicaCount"].as_u64()).unwrap_or(1) as u32,
+                    replicas: t["regionalReplicaCount"]
+                        .as_u64()
+                        .or(pp["replicaCount"].as_u64())
+                        .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX)),
                 })
                 .collect()
         })
@@ -547,6 +550,14 @@ fn graph_unavailable(e: &AzureError) -> bool {
 }
 
 fn decode_resource(v: Value, what: &str) -> Result<ArmResource, AzureError> {
+    // serde would also read a struct from an array (`["id", "name", ...]`): a resource is an object.
+    if !v.is_object() {
+        return Err(AzureError::Decode {
+            what: what.into(),
+            detail: "it is not a JSON object".into(),
+            request_id: None,
+        });
+    }
     serde_json::from_value(v).map_err(|e| AzureError::Decode {
         what: what.into(),
         detail: e.to_string(),
@@ -578,4 +589,37 @@ pub fn image_version_from_json(v: Value) -> Result<ImageVersionRecord, AzureErro
 /// The image reference id of a VM (`VirtualMachines_Get`).
 pub fn vm_image_id_from_json(v: &Value) -> Option<String> {
     v["properties"]["storageProfile"]["imageReference"]["id"].as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Caught by tests/fuzz.rs: serde reads a struct from an array too, so `["id", "name"]` parsed as a resource.
+    #[test]
+    fn an_array_is_not_a_resource() {
+        let e = image_version_from_json(json!(["/subscriptions/s/x", "v"])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Azure sent a response this app cannot read (image version): it is not a JSON object"
+        );
+        assert!(host_pool_from_json(json!([""])).is_err());
+        assert!(session_host_from_json(json!(["/hostPools/p/sessionHosts/h"])).is_err());
+    }
+
+    /// Caught by tests/fuzz.rs: a replica count past `u32::MAX` wrapped (2^32 replicas read as 0).
+    #[test]
+    fn replica_counts_saturate_instead_of_wrapping() {
+        let v = image_version_from_json(json!({
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/d/versions/1.0.0",
+            "properties": {"publishingProfile": {"targetRegions": [
+                {"name": "West Europe", "regionalReplicaCount": 4294967296u64},
+                {"name": "North Europe", "regionalReplicaCount": 2}
+            ]}}
+        }))
+        .unwrap();
+        assert_eq!(v.regions[0].replicas, u32::MAX);
+        assert_eq!(v.regions[1].replicas, 2);
+    }
 }

@@ -6,6 +6,9 @@ pub mod client;
 pub mod cloud;
 pub mod credential;
 pub mod error;
+/// Entry points into private parsers for the property-based fuzz tests (tests/fuzz.rs); not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inventory;
 pub mod ops;
 pub mod resource_id;

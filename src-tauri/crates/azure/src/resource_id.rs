@@ -67,9 +67,20 @@ impl fmt::Display for ResourceId {
     }
 }
 
+/// Characters that do not show as themselves: control characters, line and paragraph separators and other
+/// whitespace than the space, and the invisible format characters (zero-width, bidirectional overrides and
+/// isolates that make text read in another order than it is stored, the BOM, tag characters).
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace() && c != ' '
+        || matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}')
+}
+
 /// What to show of untrusted input in an error: short, printable.
 fn shown(s: &str) -> String {
-    let clean: String = s.chars().map(|c| if c.is_control() { '?' } else { c }).take(120).collect();
+    let clean: String = s.chars().map(|c| if is_hidden(c) { '?' } else { c }).take(120).collect();
     if s.chars().count() > 120 {
         format!("{clean}…")
     } else {
@@ -83,7 +94,8 @@ fn is_guid(s: &str) -> bool {
         && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// A name ARM could accept in a path segment: printable, no separators or escapes, not `.`/`..`.
+/// A name ARM could accept in a path segment: printable (no control, invisible or bidirectional characters), no
+/// separators or escapes, not `.`/`..`.
 pub fn check_name(name: &str, what: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("the {what} is empty"));
@@ -96,7 +108,7 @@ pub fn check_name(name: &str, what: &str) -> Result<(), String> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%' | '&' | '<' | '>' | '"' | '*' | ':' | '|'))
+        .find(|&c| is_hidden(c) || matches!(c, '/' | '\\' | '?' | '#' | '%' | '&' | '<' | '>' | '"' | '*' | ':' | '|'))
     {
         return Err(format!("the {what} contains '{}', which no ARM name can", c.escape_default()));
     }
@@ -241,6 +253,19 @@ mod tests {
             e.contains("is a Microsoft.Compute/virtualMachines id, not a Microsoft.DesktopVirtualization/hostPools id"),
             "{e}"
         );
+    }
+
+    /// Caught by tests/fuzz.rs: names with characters that do not show as themselves (a no-break space, a right-to-left
+    /// override that makes a name read backwards, a zero-width space, a line separator) parsed.
+    #[test]
+    fn names_with_invisible_or_reordering_characters_are_refused() {
+        let vm = format!("{SUB}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines");
+        for c in ['\u{a0}', '\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}', '\u{2028}', '\u{85}', '\u{e0041}'] {
+            let e = parse(&format!("{vm}/vm{c}gpj.exe")).expect_err(&format!("{c:?}")).to_string();
+            assert!(e.contains("which no ARM name can"), "{c:?}: {e}");
+            assert!(!e.contains(c), "the error shows it escaped: {e}");
+        }
+        assert!(parse(&format!("{vm}/vm-é日本")).is_ok(), "letters of any script stay allowed");
     }
 
     /// A cheap stand-in for a fuzzer (cargo-fuzz needs a nightly toolchain): random and mutated ids never panic,

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::ArmClient;
 use crate::cloud::{api_version, Cloud};
-use crate::credential::{transport, AccessToken, TokenSource};
+use crate::credential::{expiry, transport, AccessToken, TokenSource, MAX_TOKEN_LIFETIME_S};
 use crate::error::{AzureError, EntraError, SignInError};
 
 /// Asked with every resource scope: an ID token, the profile claims, and a refresh token.
@@ -184,7 +184,7 @@ pub struct AuthCodeFlow {
 }
 
 /// What the browser brought back to the loopback listener.
-enum Callback {
+pub(crate) enum Callback {
     Code(String),
     Refused(EntraError),
     StateMismatch,
@@ -354,30 +354,23 @@ async fn cancellable<T>(
 /// `None` for anything else (a favicon, a probe), which gets a 404 or 400.
 async fn answer_browser(mut stream: TcpStream, expected_state: &str) -> Option<Callback> {
     let head = tokio::time::timeout(Duration::from_secs(10), read_head(&mut stream)).await.ok()??;
-    let mut words = head.lines().next()?.split_whitespace();
-    let (method, target) = (words.next()?, words.next()?);
-    let url = Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
-    if method != "GET" || url.path() != "/" {
-        respond(&mut stream, "404 Not Found", "Not found", "This address only receives the sign-in answer.").await;
-        return None;
-    }
-    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    if !q.contains_key("code") && !q.contains_key("error") {
-        respond(
-            &mut stream,
-            "400 Bad Request",
-            "Not a sign-in answer",
-            "This address only receives the sign-in answer.",
-        )
-        .await;
-        return None;
-    }
-    let callback = if q.get("state").map(String::as_str) != Some(expected_state) {
-        Callback::StateMismatch
-    } else if let Some(error) = q.get("error") {
-        Callback::Refused(EntraError::from_parts(error, q.get("error_description").map(String::as_str).unwrap_or("")))
-    } else {
-        Callback::Code(q.get("code").cloned().unwrap_or_default())
+    let callback = match read_browser_request(&head, expected_state) {
+        BrowserRequest::Unreadable => return None,
+        BrowserRequest::NotFound => {
+            respond(&mut stream, "404 Not Found", "Not found", "This address only receives the sign-in answer.").await;
+            return None;
+        }
+        BrowserRequest::NotASignIn => {
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                "Not a sign-in answer",
+                "This address only receives the sign-in answer.",
+            )
+            .await;
+            return None;
+        }
+        BrowserRequest::Answer(callback) => callback,
     };
     match &callback {
         Callback::Code(_) => {
@@ -400,6 +393,37 @@ async fn answer_browser(mut stream: TcpStream, expected_state: &str) -> Option<C
         }
     }
     Some(callback)
+}
+
+/// What one request to the loopback listener is.
+pub(crate) enum BrowserRequest {
+    /// Not HTTP: the connection is dropped.
+    Unreadable,
+    NotFound,
+    NotASignIn,
+    Answer(Callback),
+}
+
+/// Read a request head (anything on this machine can send one): only `GET /?...` with a `code` or an `error` is a
+/// sign-in answer, and only one carrying the expected `state` is this sign-in's.
+pub(crate) fn read_browser_request(head: &str, expected_state: &str) -> BrowserRequest {
+    let mut words = head.lines().next().unwrap_or_default().split_whitespace();
+    let (Some(method), Some(target)) = (words.next(), words.next()) else { return BrowserRequest::Unreadable };
+    let Ok(url) = Url::parse(&format!("http://127.0.0.1{target}")) else { return BrowserRequest::Unreadable };
+    if method != "GET" || url.path() != "/" {
+        return BrowserRequest::NotFound;
+    }
+    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    if !q.contains_key("code") && !q.contains_key("error") {
+        return BrowserRequest::NotASignIn;
+    }
+    BrowserRequest::Answer(if q.get("state").map(String::as_str) != Some(expected_state) {
+        Callback::StateMismatch
+    } else if let Some(error) = q.get("error") {
+        Callback::Refused(EntraError::from_parts(error, q.get("error_description").map(String::as_str).unwrap_or("")))
+    } else {
+        Callback::Code(q.get("code").cloned().unwrap_or_default())
+    })
 }
 
 async fn read_head(stream: &mut TcpStream) -> Option<String> {
@@ -441,7 +465,7 @@ fn html_escape(s: &str) -> String {
 
 /// A token endpoint's success answer.
 #[derive(Deserialize)]
-struct TokenReply {
+pub(crate) struct TokenReply {
     access_token: String,
     #[serde(deserialize_with = "seconds")]
     expires_in: i64,
@@ -467,15 +491,24 @@ async fn post_token(http: &reqwest::Client, endpoint: &str, form: &[(&str, &str)
         http.post(endpoint).form(form).timeout(REQUEST_TIMEOUT).send().await.map_err(|e| transport(endpoint, e))?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| transport(endpoint, e))?;
-    if !status.is_success() {
-        return Err(match EntraError::from_body(&body, status.as_u16()) {
+    read_entra_answer(status.as_u16(), &body, "token response")
+}
+
+/// Read a token or device code endpoint's answer: the reply on a 2xx, else Entra's error.
+pub(crate) fn read_entra_answer<T: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+    what: &str,
+) -> Result<T, AzureError> {
+    if !(200..300).contains(&status) {
+        return Err(match EntraError::from_body(body, status) {
             Some(e) => AzureError::Entra(Box::new(e)),
-            None => AzureError::Auth(format!("the sign-in service answered HTTP {}", status.as_u16())),
+            None => AzureError::Auth(format!("the sign-in service answered HTTP {status}")),
         });
     }
     // serde's message could quote a value; only say where the answer was unreadable.
-    serde_json::from_slice(&body).map_err(|e| AzureError::Decode {
-        what: "token response".into(),
+    serde_json::from_slice(body).map_err(|e| AzureError::Decode {
+        what: what.into(),
         detail: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
         request_id: None,
     })
@@ -517,7 +550,7 @@ fn read_id_token(id_token: &str, client_id: &str, nonce: Option<&str>) -> Result
     if claims.aud != client_id {
         return Err(bad("it was issued for another app"));
     }
-    if claims.exp != 0 && claims.exp + 300 < OffsetDateTime::now_utc().unix_timestamp() {
+    if claims.exp != 0 && claims.exp.saturating_add(300) < OffsetDateTime::now_utc().unix_timestamp() {
         return Err(bad("it has expired"));
     }
     if let Some(expected) = nonce {
@@ -528,11 +561,12 @@ fn read_id_token(id_token: &str, client_id: &str, nonce: Option<&str>) -> Result
     Ok(claims)
 }
 
-fn expiry(expires_in: i64) -> OffsetDateTime {
-    OffsetDateTime::now_utc() + time::Duration::seconds(expires_in)
-}
-
-fn signed_in(reply: TokenReply, client_id: &str, nonce: Option<&str>, scope: &str) -> Result<SignedIn, AzureError> {
+pub(crate) fn signed_in(
+    reply: TokenReply,
+    client_id: &str,
+    nonce: Option<&str>,
+    scope: &str,
+) -> Result<SignedIn, AzureError> {
     let id_token = reply.id_token.as_deref().ok_or(AzureError::SignIn(SignInError::Incomplete("ID token")))?;
     let claims = read_id_token(id_token, client_id, nonce)?;
     let home = reply
@@ -572,7 +606,7 @@ pub struct DeviceCodePrompt {
 }
 
 #[derive(Deserialize)]
-struct DeviceCodeReply {
+pub(crate) struct DeviceCodeReply {
     device_code: String,
     user_code: String,
     verification_uri: String,
@@ -582,6 +616,26 @@ struct DeviceCodeReply {
     interval: Option<u64>,
     #[serde(default)]
     message: Option<String>,
+}
+
+/// The longest wait between device code polls: Entra asks for 5 seconds; a far larger `interval` would only make
+/// the sign-in look stuck (and `u64::MAX` seconds overflowed on the first `slow_down`).
+const MAX_DEVICE_CODE_INTERVAL_S: u64 = 60;
+
+/// What to show for a device code, how long it lives and how often to poll, each within sane bounds whatever
+/// Entra's answer says (`expires_in` of `i64::MAX` made `Instant + lifetime` panic).
+pub(crate) fn device_code_schedule(reply: &DeviceCodeReply) -> (DeviceCodePrompt, Duration, Duration) {
+    let seconds = reply.expires_in.clamp(0, MAX_TOKEN_LIFETIME_S);
+    let prompt = DeviceCodePrompt {
+        message: reply.message.clone().filter(|m| !m.trim().is_empty()).unwrap_or_else(|| {
+            format!("To sign in, open {} and enter the code {}.", reply.verification_uri, reply.user_code)
+        }),
+        user_code: reply.user_code.clone(),
+        verification_uri: reply.verification_uri.clone(),
+        expires_at: expiry(seconds),
+    };
+    let interval = reply.interval.unwrap_or(5).clamp(1, MAX_DEVICE_CODE_INTERVAL_S);
+    (prompt, Duration::from_secs(seconds as u64), Duration::from_secs(interval))
 }
 
 /// Sign-in on another device: show a code, poll the token endpoint until the person has entered it.
@@ -621,32 +675,13 @@ impl DeviceCodeFlow {
                 .map_err(|e| transport(&endpoint, e))?;
             let status = resp.status();
             let body = resp.bytes().await.map_err(|e| transport(&endpoint, e))?;
-            if !status.is_success() {
-                return Err(match EntraError::from_body(&body, status.as_u16()) {
-                    Some(e) => AzureError::Entra(Box::new(e)),
-                    None => AzureError::Auth(format!("the sign-in service answered HTTP {}", status.as_u16())),
-                });
-            }
-            serde_json::from_slice(&body).map_err(|e| AzureError::Decode {
-                what: "device code response".into(),
-                detail: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
-                request_id: None,
-            })
+            read_entra_answer(status.as_u16(), &body, "device code response")
         })
         .await?;
-        let lifetime = Duration::from_secs(reply.expires_in.max(0) as u64);
+        let (prompt, lifetime, mut interval) = device_code_schedule(&reply);
         let deadline = Instant::now() + lifetime;
-        let prompt = DeviceCodePrompt {
-            message: reply.message.clone().unwrap_or_else(|| {
-                format!("To sign in, open {} and enter the code {}.", reply.verification_uri, reply.user_code)
-            }),
-            user_code: reply.user_code,
-            verification_uri: reply.verification_uri,
-            expires_at: expiry(reply.expires_in),
-        };
         on_prompt(&prompt);
 
-        let mut interval = Duration::from_secs(reply.interval.unwrap_or(5).max(1));
         let token_endpoint = self.app.cloud.token_endpoint(&self.app.tenant);
         let form = [
             ("grant_type", DEVICE_CODE_GRANT),
@@ -980,6 +1015,62 @@ mod tests {
         };
         let shown = format!("{signed:?}");
         assert!(!shown.contains("very-secret") && !shown.contains("secret-access"), "{shown}");
+    }
+
+    /// Caught by tests/fuzz.rs: an ID token `exp` near `i64::MAX` overflowed `exp + 300` (a panic in a debug build, an
+    /// "expired" token in a release one), and an `expires_in` of `i64::MAX` panicked computing the expiry.
+    #[test]
+    fn absurd_expiries_in_a_token_answer_do_not_panic() {
+        let claims = serde_json::json!({"aud": "app", "oid": "o", "tid": "t", "exp": i64::MAX});
+        let id_token = format!("h.{}.s", URL_SAFE_NO_PAD.encode(claims.to_string()));
+        assert!(read_id_token(&id_token, "app", None).is_ok());
+        let body = serde_json::json!({"access_token": "a", "expires_in": i64::MAX, "id_token": id_token});
+        let reply: TokenReply = read_entra_answer(200, body.to_string().as_bytes(), "token response").unwrap();
+        let s = signed_in(reply, "app", None, "scope").unwrap();
+        assert!(s.access_token.expires_at <= OffsetDateTime::now_utc() + time::Duration::seconds(MAX_TOKEN_LIFETIME_S));
+    }
+
+    /// Caught by tests/fuzz.rs: a device code answer with `expires_in` of `i64::MAX` panicked (`Instant + lifetime` and
+    /// the prompt's expiry), an `interval` of `u64::MAX` overflowed on the first `slow_down`, and an empty `message`
+    /// left the person with no instruction.
+    #[test]
+    fn device_code_timings_are_bounded_and_the_prompt_is_never_blank() {
+        let body = serde_json::json!({
+            "device_code": "d", "user_code": "ABC", "verification_uri": "https://microsoft.com/devicelogin",
+            "expires_in": i64::MAX, "interval": u64::MAX, "message": ""
+        });
+        let reply: DeviceCodeReply = read_entra_answer(200, body.to_string().as_bytes(), "device code").unwrap();
+        let (prompt, lifetime, interval) = device_code_schedule(&reply);
+        assert!(Instant::now().checked_add(lifetime).is_some());
+        assert_eq!(interval, Duration::from_secs(MAX_DEVICE_CODE_INTERVAL_S));
+        assert_eq!(prompt.message, "To sign in, open https://microsoft.com/devicelogin and enter the code ABC.");
+        let body = serde_json::json!({
+            "device_code": "d", "user_code": "ABC", "verification_uri": "u", "expires_in": "900", "interval": 0
+        });
+        let reply: DeviceCodeReply = read_entra_answer(200, body.to_string().as_bytes(), "device code").unwrap();
+        let (_, lifetime, interval) = device_code_schedule(&reply);
+        assert_eq!((lifetime, interval), (Duration::from_secs(900), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_loopback_listener_takes_only_a_get_of_the_root_with_this_state() {
+        let read = |head: &str| match read_browser_request(head, "s1") {
+            BrowserRequest::Unreadable => "unreadable".to_string(),
+            BrowserRequest::NotFound => "not found".into(),
+            BrowserRequest::NotASignIn => "not a sign-in".into(),
+            BrowserRequest::Answer(Callback::Code(c)) => format!("code {c}"),
+            BrowserRequest::Answer(Callback::Refused(e)) => format!("refused {}", e.error),
+            BrowserRequest::Answer(Callback::StateMismatch) => "state mismatch".into(),
+        };
+        assert_eq!(read("GET /?code=c1&state=s1 HTTP/1.1\r\n\r\n"), "code c1");
+        assert_eq!(read("GET /?error=access_denied&state=s1 HTTP/1.1\r\n\r\n"), "refused access_denied");
+        assert_eq!(read("GET /?code=c1&state=s2 HTTP/1.1\r\n\r\n"), "state mismatch");
+        assert_eq!(read("GET /?code=c1 HTTP/1.1\r\n\r\n"), "state mismatch");
+        assert_eq!(read("GET /favicon.ico HTTP/1.1\r\n\r\n"), "not found");
+        assert_eq!(read("POST /?code=c1&state=s1 HTTP/1.1\r\n\r\n"), "not found");
+        assert_eq!(read("GET / HTTP/1.1\r\n\r\n"), "not a sign-in");
+        assert_eq!(read(""), "unreadable");
+        assert_eq!(read("GET"), "unreadable");
     }
 
     #[test]
