@@ -2,10 +2,10 @@
 
 use ringmaster_engine::{
     AppError, AppRole, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView,
-    ChangeRecordFiles, ConnectionInfo, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow, MasterRegistration,
-    Notice, PromotionCheck, ReleaseSummary, ReleaseView, RetentionPolicy, RetentionPreview, RingBoard, RingGates,
-    RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScriptCollection, ScriptRun, SignOffDecision,
-    SignOffEvidence, SyncProgress, SyncStatus,
+    ChangeRecordFiles, ConnectionInfo, DeviceCode, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow,
+    LoginEnterpriseSettings, MasterRegistration, Notice, PromotionCheck, ReleaseSummary, ReleaseView, RetentionPolicy,
+    RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScriptCollection,
+    ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence, SyncProgress, SyncStatus, TenantChoice,
 };
 use tauri::State;
 
@@ -397,6 +397,99 @@ pub async fn set_app_role(state: State<'_, AppState>, role: AppRole) -> Result<A
     Ok(state.engine.set_app_role(role)?)
 }
 
+#[tauri::command]
+#[specta::specta]
+pub async fn get_login_enterprise(state: State<'_, AppState>) -> Result<LoginEnterpriseSettings, AppError> {
+    Ok(state.engine.login_enterprise_settings()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_login_enterprise(
+    state: State<'_, AppState>,
+    url: String,
+    token: String,
+    ca_pem: Option<String>,
+    default_test: Option<String>,
+) -> Result<LoginEnterpriseSettings, AppError> {
+    Ok(state.engine.set_login_enterprise(&url, &token, ca_pem.as_deref(), default_test.as_deref())?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn clear_login_enterprise(state: State<'_, AppState>) -> Result<LoginEnterpriseSettings, AppError> {
+    Ok(state.engine.clear_login_enterprise()?)
+}
+
+/// The signed-in person, in interactive mode; `None` in the demo and with the Azure CLI.
+#[tauri::command]
+#[specta::specta]
+pub async fn get_session(state: State<'_, AppState>) -> Result<Option<SessionInfo>, AppError> {
+    Ok(state.sign_in.as_ref().map(|c| state.engine.session_info(c)))
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_in_with_browser(app: tauri::AppHandle, state: State<'_, AppState>) -> Result<SessionInfo, AppError> {
+    let (config, cancel) = crate::session::begin(&state)?;
+    // The system browser shows Entra's own sign-in page; its redirect comes back to a loopback listener.
+    let info = state
+        .engine
+        .sign_in_with_browser(&config, |url| open::that_detached(url.as_str()).map_err(|e| e.to_string()), cancel)
+        .await?;
+    crate::session::signed_in(&app, &state);
+    Ok(info)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_in_with_device_code(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+) -> Result<SessionInfo, AppError> {
+    let (config, cancel) = crate::session::begin(&state)?;
+    let emitter = app.clone();
+    let show = move |p: &_| {
+        let _ = tauri::Emitter::emit(&emitter, crate::EVENT_DEVICE_CODE, DeviceCode::from(p));
+    };
+    let info = state.engine.sign_in_with_device_code(&config, show, cancel).await?;
+    crate::session::signed_in(&app, &state);
+    Ok(info)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_sign_in(state: State<'_, AppState>) -> Result<(), AppError> {
+    crate::session::cancel(&state);
+    Ok(())
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_tenants(state: State<'_, AppState>) -> Result<Vec<TenantChoice>, AppError> {
+    Ok(state.engine.tenants().await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn switch_tenant(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    tenant_id: String,
+) -> Result<SessionInfo, AppError> {
+    let info = state.engine.switch_tenant(&crate::session::config(&state)?, &tenant_id)?;
+    crate::session::signed_in(&app, &state);
+    Ok(info)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_out(app: tauri::AppHandle, state: State<'_, AppState>) -> Result<SessionInfo, AppError> {
+    let info = state.engine.sign_out(&crate::session::config(&state)?)?;
+    let _ = tauri::Emitter::emit(&app, crate::EVENT_UPDATED, state.engine.sync_status().ok());
+    Ok(info)
+}
+
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
         .commands(tauri_specta::collect_commands![
@@ -456,9 +549,20 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             dismiss_notice,
             get_app_role,
             set_app_role,
+            get_login_enterprise,
+            set_login_enterprise,
+            clear_login_enterprise,
+            get_session,
+            sign_in_with_browser,
+            sign_in_with_device_code,
+            cancel_sign_in,
+            get_tenants,
+            switch_tenant,
+            sign_out,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()
+        .typ::<DeviceCode>()
         // One TypeScript type per Rust type (the UI both receives and sends these shapes).
         .disable_serde_phases()
 }

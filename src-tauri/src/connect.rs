@@ -10,36 +10,70 @@ use ringmaster_sim::{SimConfig, SimHandle};
 
 pub enum Mode {
     Demo,
-    AzureCli { cloud: Cloud, tenant_id: Option<String> },
+    AzureCli {
+        cloud: Cloud,
+        tenant_id: Option<String>,
+    },
+    /// A person signs in interactively (browser or device code); the session is kept sealed between runs.
+    Entra {
+        cloud: Cloud,
+        client_id: String,
+    },
 }
 
 impl Mode {
-    /// `RINGMASTER_TENANT=demo|azure-cli` (default demo), `RINGMASTER_CLOUD=AzureCloud|AzureUSGovernment|AzureChinaCloud`,
+    /// `RINGMASTER_TENANT=demo|entra|azure-cli` (default demo), `RINGMASTER_CLOUD=AzureCloud|AzureUSGovernment|AzureChinaCloud`,
     /// `RINGMASTER_TENANT_ID` to pick a tenant of the CLI account.
     pub fn from_env() -> Result<Mode, String> {
         match std::env::var("RINGMASTER_TENANT").unwrap_or_else(|_| "demo".into()).as_str() {
             "demo" | "" => Ok(Mode::Demo),
             "azure-cli" => {
-                let cloud_name = std::env::var("RINGMASTER_CLOUD").unwrap_or_else(|_| "AzureCloud".into());
-                let cloud = Cloud::by_name(&cloud_name).ok_or_else(|| {
-                    format!("RINGMASTER_CLOUD '{cloud_name}' is not a known cloud: use AzureCloud, AzureUSGovernment or AzureChinaCloud")
-                })?;
-                Ok(Mode::AzureCli { cloud, tenant_id: std::env::var("RINGMASTER_TENANT_ID").ok() })
+                Ok(Mode::AzureCli { cloud: cloud_from_env()?, tenant_id: std::env::var("RINGMASTER_TENANT_ID").ok() })
             }
-            other => Err(format!("RINGMASTER_TENANT '{other}' is not known: use demo or azure-cli")),
+            "entra" => {
+                let cloud = cloud_from_env()?;
+                let client_id = std::env::var("RINGMASTER_CLIENT_ID")
+                    .ok()
+                    .filter(|c| !c.trim().is_empty())
+                    .unwrap_or_else(|| ringmaster_engine::session::DEFAULT_CLIENT_ID.to_string());
+                Ok(Mode::Entra { cloud, client_id })
+            }
+            other => Err(format!("RINGMASTER_TENANT '{other}' is not known: use demo, entra or azure-cli")),
         }
     }
 
     pub fn database_file(&self) -> &'static str {
         match self {
             Mode::Demo => "ringmaster-demo.db",
-            Mode::AzureCli { .. } => "ringmaster.db",
+            Mode::AzureCli { .. } | Mode::Entra { .. } => "ringmaster.db",
+        }
+    }
+
+    /// How a person signs in, in the interactive mode.
+    pub fn sign_in_config(&self) -> Option<ringmaster_engine::SignInConfig> {
+        match self {
+            Mode::Entra { cloud, client_id } => Some(ringmaster_engine::SignInConfig {
+                cloud: cloud.clone(),
+                client_id: client_id.clone(),
+                ca_pem: None,
+                policy: RetryPolicy::default(),
+            }),
+            _ => None,
         }
     }
 }
 
+/// `RINGMASTER_CLOUD=AzureCloud|AzureUSGovernment|AzureChinaCloud` (default AzureCloud).
+fn cloud_from_env() -> Result<Cloud, String> {
+    let cloud_name = std::env::var("RINGMASTER_CLOUD").unwrap_or_else(|_| "AzureCloud".into());
+    Cloud::by_name(&cloud_name).ok_or_else(|| {
+        format!("RINGMASTER_CLOUD '{cloud_name}' is not a known cloud: use AzureCloud, AzureUSGovernment or AzureChinaCloud")
+    })
+}
+
 pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>), String> {
     match mode {
+        Mode::Entra { .. } => Err("sign in to connect".into()),
         Mode::Demo => {
             // The demo tenant's clock runs 60x by default: a host replacement takes seconds, a rollout minutes.
             // RINGMASTER_DEMO_TIME_SCALE changes it (the end-to-end test runs faster).

@@ -3,6 +3,7 @@
 mod commands;
 mod connect;
 mod logging;
+mod session;
 
 use std::sync::Arc;
 
@@ -17,6 +18,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Keeps the in-process simulated tenant alive in demo mode.
     pub _sim: tokio::sync::Mutex<Option<ringmaster_sim::SimHandle>>,
+    /// How a person signs in (interactive mode only).
+    pub sign_in: Option<ringmaster_engine::SignInConfig>,
+    /// Cancels the sign-in under way.
+    pub sign_in_cancel: std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>,
 }
 
 pub const EVENT_PROGRESS: &str = "inventory-progress";
@@ -25,6 +30,8 @@ pub const EVENT_UPDATED: &str = "inventory-updated";
 pub const EVENT_ROLLOUT: &str = "rollout-updated";
 /// Payload: `BuildUpdate` (`run` or `capture`, and its id). The UI fetches what it shows.
 pub const EVENT_BUILD: &str = "build-updated";
+/// Payload: `DeviceCode`, while a device code sign-in waits for the person.
+pub const EVENT_DEVICE_CODE: &str = "device-code";
 
 pub fn run() {
     // stderr now; the log file in the app's log dir once the logging plugin below opens it. Both redacted.
@@ -57,7 +64,16 @@ pub fn run() {
                     Store::open_in_memory()?
                 }
             };
-            let engine = Arc::new(Engine::new(Arc::new(store)));
+            let store = Arc::new(store);
+            let engine = Arc::new(Engine::new(store.clone()));
+            // Secrets (the Login Enterprise token) are sealed in SQLite under a data key in the OS keyring; with no
+            // keyring the app says so and refuses to store them.
+            let blobs: Arc<dyn ringmaster_secrets::SecretBlobs> = store;
+            engine.set_secret_store(
+                ringmaster_secrets::KeyringSecretStore::new(blobs)
+                    .map(|s| Arc::new(s) as Arc<dyn ringmaster_secrets::SecretStore>)
+                    .map_err(|e| e.to_string()),
+            );
             let emitter = app.handle().clone();
             engine.set_rollout_notifier(Arc::new(move |id: &str| {
                 let _ = emitter.emit(EVENT_ROLLOUT, id.to_string());
@@ -66,15 +82,34 @@ pub fn run() {
             engine.set_build_notifier(Arc::new(move |u: &ringmaster_engine::BuildUpdate| {
                 let _ = emitter.emit(EVENT_BUILD, u.clone());
             }));
-            app.manage(AppState { engine: engine.clone(), _sim: tokio::sync::Mutex::new(None) });
+            let sign_in = mode.sign_in_config();
+            app.manage(AppState {
+                engine: engine.clone(),
+                _sim: tokio::sync::Mutex::new(None),
+                sign_in: sign_in.clone(),
+                sign_in_cancel: std::sync::Mutex::new(None),
+            });
+            // Rings baking a release get a health check from the app every 10 minutes.
+            engine.start_bake_monitor(std::time::Duration::from_secs(600));
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let state = handle.state::<AppState>();
+                if let Some(config) = &sign_in {
+                    // Interactive mode: resume the saved session, or leave the UI to show the sign-in screen.
+                    match engine.restore_session(config) {
+                        Ok(info) if info.signed_in => {
+                            let _ = refresh_and_emit(&handle, &engine).await;
+                        }
+                        Ok(_) => {
+                            let _ = handle.emit(EVENT_UPDATED, engine.sync_status().ok());
+                        }
+                        Err(e) => tracing::error!("could not resume the session: {e}"),
+                    }
+                    return;
+                }
                 match connect::connect(&mode).await {
                     Ok((connection, sim)) => {
                         engine.connect(connection);
-                        // Rings baking a release get a health check from the app every 10 minutes.
-                        engine.start_bake_monitor(std::time::Duration::from_secs(600));
                         *state._sim.lock().await = sim;
                         // A failure is recorded in the sync status and announced by the event.
                         let _ = refresh_and_emit(&handle, &engine).await;

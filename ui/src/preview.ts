@@ -2,7 +2,7 @@
  * Browser preview with a mocked backend (demo tenant), for screenshots and UI work without Tauri.
  * Served by `npm run dev` at /preview.html; never part of `vite build` (only index.html is).
  *
- * Query parameters: view=build|releases|rings|hosts|rollouts|audit|settings (images = releases), refresh (start a background refresh),
+ * Query parameters: signin (the sign-in screen of the interactive mode), view=build|releases|rings|hosts|rollouts|audit|settings (images = releases), refresh (start a background refresh),
  * error (last refresh failed), empty (first run: no cached inventory), pool=<name> (hosts of a pool),
  * rollout=<id> (that rollout on the Rollouts screen), live (move the running rollouts along),
  * menu=<pool name> (open that pool card's menu),
@@ -42,7 +42,9 @@ const backend = demoBackend(tenant, {
   buildScenario: params.get("build") === "capture" ? "capture" : params.get("build") === "idle" ? "idle" : "run",
   auditBroken: params.get("verify") === "broken",
 });
-mockIPC((cmd, args) => backend(cmd, args), { shouldMockEvents: true });
+// signin: interactive mode with nobody signed in yet (the sign-in screen).
+const signedOut = { signedIn: false, name: null, username: null, tenantId: null, cloud: "AzureCloud" };
+mockIPC((cmd, args) => (params.has("signin") && cmd === "get_session" ? signedOut : backend(cmd, args)), { shouldMockEvents: true });
 
 // Like the real backend, which starts a refresh by itself at startup.
 if (params.has("refresh") || params.has("empty")) {

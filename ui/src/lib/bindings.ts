@@ -61,6 +61,17 @@ export const commands = {
 	dismissNotice: (id: string) => typedError<null, AppError>(__TAURI_INVOKE("dismiss_notice", { id })),
 	getAppRole: () => typedError<AppRole, AppError>(__TAURI_INVOKE("get_app_role")),
 	setAppRole: (role: AppRole) => typedError<AppRole, AppError>(__TAURI_INVOKE("set_app_role", { role })),
+	getLoginEnterprise: () => typedError<LoginEnterpriseSettings, AppError>(__TAURI_INVOKE("get_login_enterprise")),
+	setLoginEnterprise: (url: string, token: string, caPem: string | null, defaultTest: string | null) => typedError<LoginEnterpriseSettings, AppError>(__TAURI_INVOKE("set_login_enterprise", { url, token, caPem, defaultTest })),
+	clearLoginEnterprise: () => typedError<LoginEnterpriseSettings, AppError>(__TAURI_INVOKE("clear_login_enterprise")),
+	/**  The signed-in person, in interactive mode; `None` in the demo and with the Azure CLI. */
+	getSession: () => typedError<SessionInfo | null, AppError>(__TAURI_INVOKE("get_session")),
+	signInWithBrowser: () => typedError<SessionInfo, AppError>(__TAURI_INVOKE("sign_in_with_browser")),
+	signInWithDeviceCode: () => typedError<SessionInfo, AppError>(__TAURI_INVOKE("sign_in_with_device_code")),
+	cancelSignIn: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_sign_in")),
+	getTenants: () => typedError<TenantChoice[], AppError>(__TAURI_INVOKE("get_tenants")),
+	switchTenant: (tenantId: string) => typedError<SessionInfo, AppError>(__TAURI_INVOKE("switch_tenant", { tenantId })),
+	signOut: () => typedError<SessionInfo, AppError>(__TAURI_INVOKE("sign_out")),
 };
 
 /* Types */
@@ -236,6 +247,14 @@ export type ConnectionInfo = {
 	databasePath: string,
 };
 
+/**  The code to enter at the URL, shown while the device code flow waits. */
+export type DeviceCode = {
+	userCode: string,
+	verificationUri: string,
+	message: string,
+	expiresAt: string,
+};
+
 export type DrainMode = 
 /**  Message users, then wait for them to log off on their own. */
 "waitForLogoff" | 
@@ -380,6 +399,18 @@ export type LeGateConfig = {
 	requiredApps: string[],
 	/**  Give up (INCONCLUSIVE) after this long: 1 to 240 minutes. */
 	timeoutMinutes: number,
+};
+
+/**  What the settings screen shows about the appliance. The token itself never leaves the engine. */
+export type LoginEnterpriseSettings = {
+	/**  `demo` (the simulated appliance), `environment` (RINGMASTER_LE_URL / _TOKEN), `stored` or `none`. */
+	source: string,
+	url: string | null,
+	tokenStored: boolean,
+	hasCa: boolean,
+	defaultTest: string | null,
+	/**  Why secrets cannot be stored here, when they cannot. */
+	secretStoreProblem: string | null,
 };
 
 /**  A VM Azure tags `ringmaster-golden-master`, offered for registration with what the app would use. */
@@ -754,6 +785,15 @@ export type ScriptStep = {
 	durationMs: number | null,
 };
 
+/**  What the sign-in screen shows. */
+export type SessionInfo = {
+	signedIn: boolean,
+	name: string | null,
+	username: string | null,
+	tenantId: string | null,
+	cloud: string,
+};
+
 export type SignOffDecision = "approve" | "reject";
 
 /**  What a ring's approvers sign: the bundle and its hash. */
@@ -814,6 +854,14 @@ export type TemporaryResource = {
 	id: string,
 	/**  `planned`, `created`, `deleted`. */
 	state: string,
+};
+
+/**  A tenant the person reaches, for the picker. */
+export type TenantChoice = {
+	tenantId: string,
+	name: string,
+	defaultDomain: string | null,
+	current: boolean,
 };
 
 /**  How many hosts of a pool run one image version. */

@@ -186,11 +186,6 @@ impl std::fmt::Debug for LoginEnterpriseConnection {
     }
 }
 
-fn is_guid(s: &str) -> bool {
-    s.len() == 36
-        && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
-}
-
 /// Judge the ring's hosts for the health gate: (verdict, reasons, evidence).
 pub fn health_verdict(version: &str, hosts: &[(String, String, String, Vec<String>)]) -> (GateVerdict, Vec<String>) {
     if hosts.is_empty() {
@@ -236,7 +231,7 @@ impl Engine {
                 return Ok(g);
             }
         }
-        let le = self.connection().ok().and_then(|c| c.login_enterprise.clone());
+        let le = self.le_connection();
         let login_enterprise = match (ring.as_str(), le.and_then(|l| l.default_test)) {
             ("test", Some(test_name)) => {
                 Some(LeGateConfig { test_name, required_apps: Vec::new(), timeout_minutes: 60 })
@@ -290,7 +285,7 @@ impl Engine {
         }
         g.approver_group = g.approver_group.map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty());
         if let Some(group) = &g.approver_group {
-            if !is_guid(group) {
+            if crate::pipeline::check_guid(group).is_err() {
                 return Err(EngineError::InvalidInput(format!(
                     "the approver group '{group}' is not an Entra group object id (a GUID such as 5b1f0c2e-9a7d-4c3b-8e6f-2a1d0c9b8e7f)"
                 )));
@@ -497,7 +492,7 @@ impl Engine {
         let Some(config) = gates.login_enterprise.clone() else {
             return inconclusive("No Login Enterprise gate is configured for this ring".into());
         };
-        let Some(le) = self.connection().ok().and_then(|c| c.login_enterprise.clone()) else {
+        let Some(le) = self.le_connection() else {
             return inconclusive("No Login Enterprise appliance is connected (set its URL and access token)".into());
         };
         let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));

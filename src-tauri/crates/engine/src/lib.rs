@@ -1,6 +1,7 @@
 //! The engine: turns what Azure says into rings, pools and releases, keeps the local cache current and answers
 //! the UI's questions from it. Commands in the app are one-liners over [`Engine`].
 
+pub mod appliance;
 pub mod audit;
 pub mod build;
 pub mod change_record;
@@ -12,6 +13,7 @@ pub mod release_model;
 mod rings;
 pub mod rollout;
 pub mod script_gate;
+pub mod session;
 pub mod signoff;
 
 use std::collections::HashSet;
@@ -26,6 +28,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+pub use appliance::LoginEnterpriseSettings;
 pub use audit::{AppRole, AuditEntry, AuditPage, AuditVerification};
 pub use build::{BuildConfig, BuildNotifier};
 pub use change_record::ChangeRecordFiles;
@@ -36,6 +39,7 @@ pub use release_model::*;
 pub use rings::{ring_display_name, version_from_image_id};
 pub use rollout::{ExecutorConfig, Notifier};
 pub use script_gate::{validate_script_gate, ScriptGateConfig};
+pub use session::{DeviceCode, SessionInfo, SignInConfig, TenantChoice};
 pub use signoff::{Approval, PromotionCheck, SignOffDecision, SignOffEvidence};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,10 @@ pub struct Engine {
     build_notifier: RwLock<BuildNotifier>,
     /// The newest notices, newest last; kept for this session only (the audit log keeps the record).
     notices: std::sync::Mutex<Vec<Notice>>,
+    /// Where secrets go (the OS keyring's data key, sealed blobs in SQLite); `Err` says why there is none.
+    secrets: RwLock<Result<Arc<dyn ringmaster_secrets::SecretStore>, String>>,
+    /// A person's Entra session (real tenants signed in interactively), to switch tenants with.
+    session: RwLock<Option<ringmaster_azure::signin::RefreshTokenCredential>>,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -129,6 +137,25 @@ impl Engine {
             builds: RwLock::new(None),
             build_notifier: RwLock::new(Arc::new(|_: &BuildUpdate| {})),
             notices: std::sync::Mutex::new(Vec::new()),
+            secrets: RwLock::new(Err("no secret store was set up".into())),
+            session: RwLock::new(None),
+        }
+    }
+
+    /// The secret store, or why there is none (no OS keyring): secrets are then refused, never kept in clear.
+    pub fn set_secret_store(&self, store: Result<Arc<dyn ringmaster_secrets::SecretStore>, String>) {
+        if let Ok(mut s) = self.secrets.write() {
+            *s = store;
+        }
+    }
+
+    pub(crate) fn secret_store(&self) -> Result<Arc<dyn ringmaster_secrets::SecretStore>, EngineError> {
+        match self.secrets.read().map(|s| s.clone()) {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(why)) => Err(EngineError::InvalidInput(format!(
+                "Ringmaster cannot store secrets on this machine ({why}); it will not keep them in clear"
+            ))),
+            Err(_) => Err(EngineError::InvalidInput("the secret store is unavailable".into())),
         }
     }
 
@@ -473,6 +500,13 @@ impl Engine {
             &r.pool_name,
             serde_json::json!({"rolloutId": id, "version": r.target_version, "state": r.state}),
         )
+    }
+
+    /// Stop talking to the tenant (signed out). Refused while a rollout runs: it would be left without a client.
+    pub fn disconnect(&self) {
+        if let Ok(mut c) = self.connection.write() {
+            *c = None;
+        }
     }
 
     fn connection(&self) -> Result<Arc<TenantConnection>, EngineError> {

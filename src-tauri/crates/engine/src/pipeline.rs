@@ -36,6 +36,20 @@ pub(crate) fn check_id(id: &str, kind: &str) -> Result<(), EngineError> {
     resource_id::parse_kind(id, kind).map(|_| ()).map_err(|e| EngineError::InvalidInput(e.to_string()))
 }
 
+/// A tenant or object id: a GUID, nothing else.
+pub(crate) fn check_guid(id: &str) -> Result<(), EngineError> {
+    let ok = id.len() == 36
+        && id.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput(format!(
+            "'{}' is not a tenant id (a GUID)",
+            id.chars().take(60).collect::<String>()
+        )))
+    }
+}
+
 impl Engine {
     pub(crate) fn builds(&self) -> Result<Arc<Builds>, EngineError> {
         self.builds.read().ok().and_then(|b| b.clone()).ok_or(EngineError::NotConnected)

@@ -343,6 +343,11 @@ impl Store {
         Ok(())
     }
 
+    pub fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()?.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Replace the cached inventory with a new snapshot, atomically: readers see the old one or the new one.
     pub fn replace_inventory(&self, s: &Snapshot) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
