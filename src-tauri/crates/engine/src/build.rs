@@ -166,6 +166,21 @@ pub fn parse_collection_file(text: &str) -> Result<ScriptCollection, String> {
 }
 
 /// What a script run's evidence hash covers: the text and the parameters as sent.
+/// A managed run command running `script` asynchronously (the caller polls its instance view): on the golden master
+/// and, for the script gate, on session hosts alike.
+pub fn run_command_body(script: &Script, location: &str) -> Value {
+    json!({
+        "location": location,
+        "properties": {
+            "source": {"script": script.content},
+            "parameters": script.parameters.iter().map(|p| json!({"name": p.name, "value": p.value})).collect::<Vec<_>>(),
+            "asyncExecution": true,
+            "timeoutInSeconds": script.timeout_seconds,
+            "treatFailureAsDeploymentFailure": false
+        }
+    })
+}
+
 pub fn script_hash(s: &Script) -> String {
     let mut text = s.content.clone();
     for p in &s.parameters {
@@ -392,16 +407,7 @@ impl Builds {
         self.announce("run", run_id);
         let existing = ops::get_run_command(&self.client, vm_id, &step.run_command_name).await?;
         if existing.is_none() {
-            let body = json!({
-                "location": location,
-                "properties": {
-                    "source": {"script": script.content},
-                    "parameters": script.parameters.iter().map(|p| json!({"name": p.name, "value": p.value})).collect::<Vec<_>>(),
-                    "asyncExecution": true,
-                    "timeoutInSeconds": script.timeout_seconds,
-                    "treatFailureAsDeploymentFailure": false
-                }
-            });
+            let body = run_command_body(&script, location);
             ops::put_run_command(&self.client, vm_id, &step.run_command_name, &body).await?;
         }
         let run_command = step.run_command_name.clone();

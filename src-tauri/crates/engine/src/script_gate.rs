@@ -18,7 +18,9 @@ use specta::Type;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::build::{script_hash, validate_collection, Builds, RunCommandOutcome, StepError, RUN_COMMAND_PREFIX};
+use crate::build::{
+    run_command_body, script_hash, validate_collection, Builds, RunCommandOutcome, StepError, RUN_COMMAND_PREFIX,
+};
 use crate::gates::GateVerdict;
 use crate::release_model::{Script, ScriptCollection, StepState};
 use crate::rings::ring_display_name;
@@ -358,20 +360,6 @@ pub fn script_gate_verdict(
     reasons.extend(skipped_note);
     reasons.extend(cleanup);
     (verdict, reasons)
-}
-
-/// The PUT body of a managed run command for `script`, as the Build executor sends it for the golden master.
-pub fn run_command_body(script: &Script, location: &str) -> Value {
-    json!({
-        "location": location,
-        "properties": {
-            "source": {"script": script.content},
-            "parameters": script.parameters.iter().map(|p| json!({"name": p.name, "value": p.value})).collect::<Vec<_>>(),
-            "asyncExecution": true,
-            "timeoutInSeconds": script.timeout_seconds,
-            "treatFailureAsDeploymentFailure": false
-        }
-    })
 }
 
 /// `ringmaster-gate-<first 8 of the gate run id>-<n>`: the same name on every host (run commands are per VM).

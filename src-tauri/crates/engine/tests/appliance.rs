@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringmaster_engine::{Engine, GateKind, GateVerdict, TenantConnection};
-use ringmaster_secrets::{InMemoryDataKeys, KeyringSecretStore, SecretBlobs, SecretStore};
 use ringmaster_sim::Seed;
 use ringmaster_store::Store;
 
@@ -33,10 +32,7 @@ async fn the_appliance_token_is_sealed_and_the_gates_use_it() {
     let db = dir.path().join("a.db");
     let store = Arc::new(Store::open(&db).unwrap());
     let engine = Arc::new(Engine::new(store.clone()));
-    let blobs: Arc<dyn SecretBlobs> = store.clone();
-    let secrets: Arc<dyn SecretStore> =
-        Arc::new(KeyringSecretStore::with_data_keys(blobs, Arc::new(InMemoryDataKeys::new())).unwrap());
-    engine.set_secret_store(Ok(secrets));
+    engine.set_secret_store(Ok(common::sealed_secrets(&store)));
     engine.connect(without_appliance(&sim));
     engine.refresh(&|_| {}).await.unwrap();
     assert_eq!(engine.login_enterprise_settings().unwrap().source, "none");

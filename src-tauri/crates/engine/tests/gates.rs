@@ -90,18 +90,7 @@ async fn the_test_rings_gates_judge_a_release_and_feed_checklist_item_5() {
     assert_eq!(item.state, ChecklistState::Met, "{:?}", item.evidence);
 
     // A test whose Teams fails closes the gate again, with the reason.
-    engine
-        .set_ring_gates(&RingGates {
-            ring: "test".into(),
-            health: false,
-            login_enterprise: Some(LeGateConfig {
-                test_name: "AVD smoke - Teams fails".into(),
-                required_apps: vec![],
-                timeout_minutes: 30,
-            }),
-            ..Default::default()
-        })
-        .unwrap();
+    engine.set_ring_gates(&common::teams_fails_gates()).unwrap();
     engine.run_gates(version, "test").unwrap();
     let runs = wait_gates(&engine, version, 1).await;
     let (le, why) = verdict_of(&runs, GateKind::LoginEnterprise);

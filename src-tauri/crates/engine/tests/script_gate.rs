@@ -7,8 +7,7 @@ use std::sync::Arc;
 use ringmaster_azure::{ops, ArmClient};
 use ringmaster_engine::build::script_hash;
 use ringmaster_engine::{
-    CapacityLimit, DrainMode, Engine, GateVerdict, RolloutPolicy, RolloutState, Script, ScriptCollection,
-    ScriptGateConfig, ScriptParameter,
+    Engine, GateVerdict, RolloutState, Script, ScriptCollection, ScriptGateConfig, ScriptParameter,
 };
 use ringmaster_sim::{Seed, SimHandle};
 use ringmaster_store::Store;
@@ -240,18 +239,8 @@ async fn a_script_that_times_out_no_hosts_or_a_missing_collection_is_inconclusiv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_runs_on_the_session_hosts_a_rollout_created() {
     let f = fixture().await;
-    let pool = format!(
-        "/subscriptions/{}/resourceGroups/rg-avd-test/providers/Microsoft.DesktopVirtualization/hostPools/hp-test-weu",
-        f.sim.ready.subscriptions[1]
-    );
-    let policy = RolloutPolicy {
-        capacity: CapacityLimit::Hosts { hosts: 2 },
-        drain_mode: DrainMode::ForceLogoff,
-        logoff_delay_minutes: 0,
-        message: "Updating".into(),
-        max_failures: 1,
-        canary: false,
-    };
+    let pool = common::test_pool(&f.sim);
+    let policy = common::quick_policy();
     // The Test pool onto the Pilot release: its hosts are replaced by new VMs.
     let view = f.engine.start_rollout(&pool, PILOT_RELEASE, &policy).await.unwrap();
     let started = std::time::Instant::now();

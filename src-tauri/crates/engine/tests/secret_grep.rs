@@ -11,10 +11,7 @@ use ringmaster_azure::signin::{
     Account, AuthCodeFlow, PublicClientApp, RefreshToken, RefreshTokenCredential, TokenCache,
 };
 use ringmaster_azure::{http_client, AccessToken, ArmClient, AzureError, Cloud, TokenSource};
-use ringmaster_engine::{
-    CapacityLimit, DrainMode, Engine, RolloutPolicy, RolloutState, SignOffDecision, TenantConnection,
-};
-use ringmaster_secrets::{InMemoryDataKeys, KeyringSecretStore, SecretBlobs, SecretStore};
+use ringmaster_engine::{Engine, RolloutState, SignOffDecision, TenantConnection};
 use ringmaster_sim::Seed;
 use ringmaster_store::Store;
 
@@ -131,10 +128,7 @@ async fn no_token_reaches_sqlite_logs_exports_or_ui_payloads() {
     let db = dir.path().join("grep.db");
     let store = Arc::new(Store::open(&db).unwrap());
     let engine = Arc::new(Engine::new(store.clone()));
-    let blobs: Arc<dyn SecretBlobs> = store.clone();
-    let secrets: Arc<dyn SecretStore> =
-        Arc::new(KeyringSecretStore::with_data_keys(blobs, Arc::new(InMemoryDataKeys::new())).unwrap());
-    engine.set_secret_store(Ok(secrets));
+    engine.set_secret_store(Ok(common::sealed_secrets(&store)));
     engine.connect(TenantConnection {
         client,
         mode: "azure-cli".into(),
@@ -149,18 +143,8 @@ async fn no_token_reaches_sqlite_logs_exports_or_ui_payloads() {
     // Work: refresh, roll Test out, the tokens expire and rotate, gates, sign-off, a change record.
     keep(&engine.refresh(&|_| {}).await.unwrap());
     keep(&engine.board().unwrap());
-    let pool = format!(
-        "/subscriptions/{}/resourceGroups/rg-avd-test/providers/Microsoft.DesktopVirtualization/hostPools/hp-test-weu",
-        r.subscriptions[1]
-    );
-    let policy = RolloutPolicy {
-        capacity: CapacityLimit::Hosts { hosts: 2 },
-        drain_mode: DrainMode::ForceLogoff,
-        logoff_delay_minutes: 0,
-        message: "Updating".into(),
-        max_failures: 1,
-        canary: false,
-    };
+    let pool = common::test_pool(&sim);
+    let policy = common::quick_policy();
     let view = engine.start_rollout(&pool, "2026.1120.2", &policy).await.unwrap();
     let started = Instant::now();
     loop {

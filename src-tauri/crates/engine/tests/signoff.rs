@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringmaster_engine::{
-    CapacityLimit, DrainMode, Engine, GateRun, LeGateConfig, RingGates, RolloutPolicy, RolloutState, SignOffDecision,
-};
+use ringmaster_engine::{Engine, GateRun, RingGates, RolloutState, SignOffDecision};
 use ringmaster_sim::Seed;
 use ringmaster_store::Store;
 
@@ -24,17 +22,6 @@ fn pool(sim: &ringmaster_sim::SimHandle, sub: usize, rg: &str, name: &str) -> St
         "/subscriptions/{}/resourceGroups/{rg}/providers/Microsoft.DesktopVirtualization/hostPools/{name}",
         sim.ready.subscriptions[sub]
     )
-}
-
-fn policy() -> RolloutPolicy {
-    RolloutPolicy {
-        capacity: CapacityLimit::Hosts { hosts: 2 },
-        drain_mode: DrainMode::ForceLogoff,
-        logoff_delay_minutes: 0,
-        message: "Updating".into(),
-        max_failures: 1,
-        canary: false,
-    }
 }
 
 async fn wait_rollout(engine: &Engine, id: &str) {
@@ -80,7 +67,7 @@ async fn a_release_leaves_test_only_with_gates_passed_and_a_current_approval() {
     for expected in ["Health gate has not run", "Login Enterprise gate has not run", "Approvals: 0 of 1 current"] {
         assert!(missing.contains(expected), "{expected} not in:\n{missing}");
     }
-    let plan = engine.plan_rollout(&pilot_pool, NEW, &policy()).unwrap();
+    let plan = engine.plan_rollout(&pilot_pool, NEW, &common::quick_policy()).unwrap();
     let blocker = plan.blockers.iter().find(|b| b.field == "promotion").expect("Pilot is closed to it");
     assert!(blocker.message.contains("has not been promoted out of the Test ring"), "{}", blocker.message);
     assert!(engine.promote(NEW, "test").await.unwrap_err().to_string().contains("cannot leave the Test ring yet"));
@@ -107,7 +94,12 @@ async fn a_release_leaves_test_only_with_gates_passed_and_a_current_approval() {
     assert_eq!((a.approver_name.as_str(), a.current), ("Alex Wilber", true));
     assert_eq!(a.approver_tenant_id, sim.ready.tenant_id);
     assert_eq!(a.evidence_sha256, check.evidence_sha256);
-    assert!(engine.plan_rollout(&pilot_pool, NEW, &policy()).unwrap().blockers.iter().all(|b| b.field != "promotion"));
+    assert!(engine
+        .plan_rollout(&pilot_pool, NEW, &common::quick_policy())
+        .unwrap()
+        .blockers
+        .iter()
+        .all(|b| b.field != "promotion"));
 
     // New evidence (another gate run) makes the approval stale, and the ring closes again.
     engine.run_gates(NEW, "test").unwrap();
@@ -178,22 +170,10 @@ async fn a_failing_gate_rolls_the_ring_back_without_waiting_for_a_person() {
     engine.refresh(&|_| {}).await.unwrap();
     let test_pool = pool(&sim, 1, "rg-avd-test", "hp-test-weu");
 
-    let view = engine.start_rollout(&test_pool, PILOT, &policy()).await.unwrap();
+    let view = engine.start_rollout(&test_pool, PILOT, &common::quick_policy()).await.unwrap();
     wait_rollout(&engine, &view.id).await;
     engine.refresh(&|_| {}).await.unwrap();
-    engine
-        .set_ring_gates(&RingGates {
-            ring: "test".into(),
-            health: false,
-            login_enterprise: Some(LeGateConfig {
-                test_name: "AVD smoke - Teams fails".into(),
-                required_apps: vec![],
-                timeout_minutes: 30,
-            }),
-            auto_rollback: true,
-            ..Default::default()
-        })
-        .unwrap();
+    engine.set_ring_gates(&RingGates { auto_rollback: true, ..common::teams_fails_gates() }).unwrap();
     engine.run_gates(PILOT, "test").unwrap();
     wait_gates(&engine, PILOT, 1).await;
 
@@ -235,7 +215,7 @@ async fn a_baking_ring_is_checked_by_the_app_and_promotion_waits_for_the_bake() 
     engine.connect(common::connection(&sim, TIME_SCALE, common::retry_policy()));
     engine.refresh(&|_| {}).await.unwrap();
     let test_pool = pool(&sim, 1, "rg-avd-test", "hp-test-weu");
-    let view = engine.start_rollout(&test_pool, PILOT, &policy()).await.unwrap();
+    let view = engine.start_rollout(&test_pool, PILOT, &common::quick_policy()).await.unwrap();
     wait_rollout(&engine, &view.id).await;
     engine.refresh(&|_| {}).await.unwrap();
     engine

@@ -5,8 +5,14 @@
 use std::time::Duration;
 
 use ringmaster_azure::{simulated_tenant_client, simulated_user_client, RetryPolicy};
-use ringmaster_engine::{BuildConfig, ExecutorConfig, TenantConnection};
+use std::sync::Arc;
+
+use ringmaster_engine::{
+    BuildConfig, CapacityLimit, DrainMode, ExecutorConfig, LeGateConfig, RingGates, RolloutPolicy, TenantConnection,
+};
+use ringmaster_secrets::{InMemoryDataKeys, KeyringSecretStore, SecretBlobs, SecretStore};
 use ringmaster_sim::{Seed, SimConfig, SimHandle};
+use ringmaster_store::Store;
 use serde_json::Value;
 
 pub fn retry_policy() -> RetryPolicy {
@@ -80,4 +86,44 @@ pub async fn set_faults(sim: &SimHandle, faults: Value) {
     let url = sim.ready.stats.replace("/_sim/stats", "/_sim/faults");
     let r = http(sim).post(url).json(&faults).send().await.unwrap();
     assert!(r.status().is_success(), "faults refused: {}", r.text().await.unwrap_or_default());
+}
+
+/// The demo's Test pool (hp-test-weu, 4 hosts).
+pub fn test_pool(sim: &SimHandle) -> String {
+    format!(
+        "/subscriptions/{}/resourceGroups/rg-avd-test/providers/Microsoft.DesktopVirtualization/hostPools/hp-test-weu",
+        sim.ready.subscriptions[1]
+    )
+}
+
+/// Two hosts at a time, users logged off at once, no canary: a quick rollout for tests about what comes after it.
+pub fn quick_policy() -> RolloutPolicy {
+    RolloutPolicy {
+        capacity: CapacityLimit::Hosts { hosts: 2 },
+        drain_mode: DrainMode::ForceLogoff,
+        logoff_delay_minutes: 0,
+        message: "Updating".into(),
+        max_failures: 1,
+        canary: false,
+    }
+}
+
+/// The Test ring judged only by the appliance's test whose Teams fails.
+pub fn teams_fails_gates() -> RingGates {
+    RingGates {
+        ring: "test".into(),
+        health: false,
+        login_enterprise: Some(LeGateConfig {
+            test_name: "AVD smoke - Teams fails".into(),
+            required_apps: vec![],
+            timeout_minutes: 30,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A secret store sealing into `store` with a data key kept in memory (the OS keyring's stand-in).
+pub fn sealed_secrets(store: &Arc<Store>) -> Arc<dyn SecretStore> {
+    let blobs: Arc<dyn SecretBlobs> = store.clone();
+    Arc::new(KeyringSecretStore::with_data_keys(blobs, Arc::new(InMemoryDataKeys::new())).unwrap())
 }
