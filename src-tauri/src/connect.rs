@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use ringmaster_azure::{
-    http_client, simulated_tenant_client, simulated_user_client, ArmClient, AzureCliSource, Cloud, RetryPolicy,
+    http_client, simulated_tenant_client, simulated_user_client, ArmClient, AzureCliSource, ClientSecretCredential,
+    Cloud, RetryPolicy,
 };
 use ringmaster_engine::{ExecutorConfig, TenantConnection};
 use ringmaster_sim::{SimConfig, SimHandle};
@@ -19,11 +20,18 @@ pub enum Mode {
         cloud: Cloud,
         client_id: String,
     },
+    /// Automation: a service principal with a client secret (from `RINGMASTER_CLIENT_SECRET`, never stored).
+    ServicePrincipal {
+        cloud: Cloud,
+        tenant_id: String,
+        client_id: String,
+    },
 }
 
 impl Mode {
-    /// `RINGMASTER_TENANT=demo|entra|azure-cli` (default demo), `RINGMASTER_CLOUD=AzureCloud|AzureUSGovernment|AzureChinaCloud`,
-    /// `RINGMASTER_TENANT_ID` to pick a tenant of the CLI account.
+    /// `RINGMASTER_TENANT=demo|entra|azure-cli|service-principal` (default demo),
+    /// `RINGMASTER_CLOUD=AzureCloud|AzureUSGovernment|AzureChinaCloud`, `RINGMASTER_TENANT_ID` (the CLI account's
+    /// tenant, or the service principal's), `RINGMASTER_CLIENT_ID` (the app registration to sign in as).
     pub fn from_env() -> Result<Mode, String> {
         match std::env::var("RINGMASTER_TENANT").unwrap_or_else(|_| "demo".into()).as_str() {
             "demo" | "" => Ok(Mode::Demo),
@@ -38,14 +46,25 @@ impl Mode {
                     .unwrap_or_else(|| ringmaster_engine::session::DEFAULT_CLIENT_ID.to_string());
                 Ok(Mode::Entra { cloud, client_id })
             }
-            other => Err(format!("RINGMASTER_TENANT '{other}' is not known: use demo, entra or azure-cli")),
+            "service-principal" => {
+                let need =
+                    |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty()).ok_or(format!("{k} is not set"));
+                Ok(Mode::ServicePrincipal {
+                    cloud: cloud_from_env()?,
+                    tenant_id: need("RINGMASTER_TENANT_ID")?,
+                    client_id: need("RINGMASTER_CLIENT_ID")?,
+                })
+            }
+            other => Err(format!(
+                "RINGMASTER_TENANT '{other}' is not known: use demo, entra, azure-cli or service-principal"
+            )),
         }
     }
 
     pub fn database_file(&self) -> &'static str {
         match self {
             Mode::Demo => "ringmaster-demo.db",
-            Mode::AzureCli { .. } | Mode::Entra { .. } => "ringmaster.db",
+            Mode::AzureCli { .. } | Mode::Entra { .. } | Mode::ServicePrincipal { .. } => "ringmaster.db",
         }
     }
 
@@ -136,39 +155,55 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
             ))
         }
         Mode::AzureCli { cloud, tenant_id } => {
-            let http = http_client(None).map_err(|e| e.to_string())?;
             let cred = AzureCliSource::new(tenant_id.clone()).map_err(|e| e.to_string())?;
-            let client =
-                ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, Arc::new(cred), RetryPolicy::default())
-                    .map_err(|e| e.to_string())?;
-            let principal = client.principal().await;
-            // Until the appliance token moves into the secret store (issue 6): from the environment, never stored.
-            let login_enterprise = match (std::env::var("RINGMASTER_LE_URL"), std::env::var("RINGMASTER_LE_TOKEN")) {
-                (Ok(base_url), Ok(token)) if !base_url.is_empty() && !token.is_empty() => {
-                    Some(ringmaster_engine::LoginEnterpriseConnection {
-                        base_url,
-                        token,
-                        ca_pem: None,
-                        default_test: None,
-                    })
-                }
-                _ => None,
-            };
-            Ok((
-                TenantConnection {
-                    client,
-                    mode: "azure-cli".into(),
-                    tenant_id: tenant_id.clone().unwrap_or_else(|| "(Azure CLI default tenant)".into()),
-                    tenant_name: "Azure CLI account".into(),
-                    cloud: cloud.name.clone(),
-                    authority_host: cloud.authority_host.clone(),
-                    executor: ExecutorConfig::default(),
-                    build: ringmaster_engine::BuildConfig::default(),
-                    principal,
-                    login_enterprise,
-                },
-                None,
-            ))
+            let tenant = tenant_id.clone().unwrap_or_else(|| "(Azure CLI default tenant)".into());
+            real_tenant(cloud, Arc::new(cred), "azure-cli", tenant, "Azure CLI account").await
+        }
+        Mode::ServicePrincipal { cloud, tenant_id, client_id } => {
+            // The secret comes from the environment (a pipeline's secret variable) and is never stored.
+            let secret = std::env::var("RINGMASTER_CLIENT_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .ok_or("RINGMASTER_CLIENT_SECRET is not set: the service principal needs its client secret")?;
+            let http = http_client(None).map_err(|e| e.to_string())?;
+            let cred = ClientSecretCredential::new(http, &cloud.authority_host, tenant_id, client_id, &secret);
+            real_tenant(cloud, Arc::new(cred), "service-principal", tenant_id.clone(), "Service principal").await
         }
     }
+}
+
+/// A real tenant through `credential`; a Login Enterprise appliance from the environment if one is given (else the
+/// one stored in Settings is used).
+async fn real_tenant(
+    cloud: &Cloud,
+    credential: Arc<dyn ringmaster_azure::TokenSource>,
+    mode: &str,
+    tenant_id: String,
+    tenant_name: &str,
+) -> Result<(TenantConnection, Option<SimHandle>), String> {
+    let http = http_client(None).map_err(|e| e.to_string())?;
+    let client = ArmClient::new(http, &cloud.arm_endpoint, &cloud.arm_scope, credential, RetryPolicy::default())
+        .map_err(|e| e.to_string())?;
+    let principal = client.principal().await;
+    let login_enterprise = match (std::env::var("RINGMASTER_LE_URL"), std::env::var("RINGMASTER_LE_TOKEN")) {
+        (Ok(base_url), Ok(token)) if !base_url.is_empty() && !token.is_empty() => {
+            Some(ringmaster_engine::LoginEnterpriseConnection { base_url, token, ca_pem: None, default_test: None })
+        }
+        _ => None,
+    };
+    Ok((
+        TenantConnection {
+            client,
+            mode: mode.into(),
+            tenant_id,
+            tenant_name: tenant_name.into(),
+            cloud: cloud.name.clone(),
+            authority_host: cloud.authority_host.clone(),
+            executor: ExecutorConfig::default(),
+            build: ringmaster_engine::BuildConfig::default(),
+            principal,
+            login_enterprise,
+        },
+        None,
+    ))
 }

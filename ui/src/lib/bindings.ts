@@ -792,6 +792,8 @@ export type SessionInfo = {
 	username: string | null,
 	tenantId: string | null,
 	cloud: string,
+	/**  Why the last session ended on its own (Entra refused its refresh token: expired, revoked, password changed). */
+	endedReason: string | null,
 };
 
 export type SignOffDecision = "approve" | "reject";

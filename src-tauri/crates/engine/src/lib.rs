@@ -111,6 +111,7 @@ pub struct Engine {
     secrets: RwLock<Result<Arc<dyn ringmaster_secrets::SecretStore>, String>>,
     /// A person's Entra session (real tenants signed in interactively), to switch tenants with.
     session: RwLock<Option<ringmaster_azure::signin::RefreshTokenCredential>>,
+    session_ended: RwLock<Option<String>>,
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -139,6 +140,7 @@ impl Engine {
             notices: std::sync::Mutex::new(Vec::new()),
             secrets: RwLock::new(Err("no secret store was set up".into())),
             session: RwLock::new(None),
+            session_ended: RwLock::new(None),
         }
     }
 
@@ -615,6 +617,9 @@ impl Engine {
             Err(e) => {
                 let app = e.to_app_error();
                 tracing::warn!(target: "inventory", "refresh failed: {}", app.message);
+                if app.code == "SignInRequired" {
+                    self.end_session(&app.message);
+                }
                 self.store.record_sync(&SyncRecord {
                     started_at,
                     finished_at: now_rfc3339(),

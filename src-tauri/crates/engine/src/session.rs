@@ -73,6 +73,8 @@ pub struct SessionInfo {
     pub username: Option<String>,
     pub tenant_id: Option<String>,
     pub cloud: String,
+    /// Why the last session ended on its own (Entra refused its refresh token: expired, revoked, password changed).
+    pub ended_reason: Option<String>,
 }
 
 /// A tenant the person reaches, for the picker.
@@ -148,6 +150,9 @@ impl Engine {
         if let Ok(mut s) = self.session.write() {
             *s = Some(credential);
         }
+        if let Ok(mut r) = self.session_ended.write() {
+            *r = None;
+        }
         self.connect(TenantConnection {
             client,
             mode: "entra".into(),
@@ -171,7 +176,28 @@ impl Engine {
             username: credential.as_ref().map(|c| c.account().username.clone()),
             tenant_id: credential.as_ref().map(|c| c.tenant_id().to_string()),
             cloud: config.cloud.name.clone(),
+            ended_reason: self.session_ended.read().ok().and_then(|r| r.clone()),
         }
+    }
+
+    /// Entra refused the session (its refresh token expired or was revoked): forget it and go back to sign-in,
+    /// saying why. Nothing else is lost: the cache and journals stay.
+    pub(crate) fn end_session(&self, reason: &str) {
+        if self.session.read().map(|s| s.is_none()).unwrap_or(true) {
+            return;
+        }
+        tracing::warn!(target: "session", "the session ended: {reason}");
+        if let Ok(saved) = self.saved_session() {
+            let _ = saved.forget();
+        }
+        if let Ok(mut s) = self.session.write() {
+            *s = None;
+        }
+        if let Ok(mut r) = self.session_ended.write() {
+            *r = Some(reason.to_string());
+        }
+        crate::audit::record_automatic(&self.store, "session.ended", "Entra", serde_json::json!({"reason": reason}));
+        self.disconnect();
     }
 
     /// Resume the saved session, if there is one: no browser, the refresh token does it.

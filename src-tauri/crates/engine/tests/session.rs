@@ -91,6 +91,41 @@ async fn a_browser_sign_in_survives_a_restart_and_switches_tenants() {
         ["s.db", "s.db-wal"].iter().filter_map(|f| std::fs::read(dir.path().join(f)).ok()).flatten().collect();
     assert!(!bytes.windows(5).any(|w| w == b"1.ASI"), "a refresh token in clear");
 
+    // Entra revokes the session: the next call fails, the app forgets it and says why; a restart does not resume.
+    let hook =
+        browser(&sim).post(format!("{}/_sim/signin/revoke", sim.ready.login)).json(&serde_json::json!({})).send();
+    assert!(hook.await.unwrap().status().is_success());
+    let tenant_now = again.session_info(&config).tenant_id.unwrap();
+    let other = if tenant_now == sim.ready.tenant_id { &sim.ready.second_tenant_id } else { &sim.ready.tenant_id };
+    again.switch_tenant(&config, other).unwrap();
+    let err = again.refresh(&|_| {}).await.unwrap_err();
+    assert_eq!(err.to_app_error().code, "SignInRequired", "{err}");
+    let ended = again.session_info(&config);
+    assert!(!ended.signed_in);
+    assert!(ended.ended_reason.as_deref().is_some_and(|r| r.contains("Sign in again")), "{ended:?}");
+    assert!(!engine_on(store.clone(), keys.clone()).restore_session(&config).unwrap().signed_in);
+
+    // Sign in again (device code this time), then sign out: forgotten, and a restart no longer resumes.
+    let (login, b) = (sim.ready.login.clone(), browser(&sim));
+    again
+        .sign_in_with_device_code(
+            &config,
+            move |p| {
+                let code = p.user_code.clone();
+                tokio::spawn(async move {
+                    b.post(format!("{login}/_sim/devicecode/approve"))
+                        .json(&serde_json::json!({"user_code": code}))
+                        .send()
+                        .await
+                        .unwrap();
+                });
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(again.session_info(&config).ended_reason.is_none());
+
     // Sign out: forgotten, and a restart no longer resumes.
     let out = again.sign_out(&config).unwrap();
     assert!(!out.signed_in);
