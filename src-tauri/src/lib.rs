@@ -89,11 +89,12 @@ pub fn run() {
                 sign_in: sign_in.clone(),
                 sign_in_cancel: std::sync::Mutex::new(None),
             });
-            // Rings baking a release get a health check from the app every 10 minutes.
-            engine.start_bake_monitor(std::time::Duration::from_secs(600));
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let state = handle.state::<AppState>();
+                // Rings baking a release get a health check from the app every 10 minutes (on the async runtime:
+                // setup itself runs outside it).
+                engine.start_bake_monitor(std::time::Duration::from_secs(600));
                 if let Some(config) = &sign_in {
                     // Interactive mode: resume the saved session, or leave the UI to show the sign-in screen.
                     match engine.restore_session(config) {

@@ -43,7 +43,7 @@ const backend = demoBackend(tenant, {
   auditBroken: params.get("verify") === "broken",
 });
 // signin: interactive mode with nobody signed in yet (the sign-in screen).
-const signedOut = { signedIn: false, name: null, username: null, tenantId: null, cloud: "AzureCloud", endedReason: null };
+const signedOut = { signedIn: false, name: null, username: null, tenantId: null, cloud: "AzureCloud", endedReason: null, secretStoreProblem: null };
 mockIPC((cmd, args) => (params.has("signin") && cmd === "get_session" ? signedOut : backend(cmd, args)), { shouldMockEvents: true });
 
 // Like the real backend, which starts a refresh by itself at startup.

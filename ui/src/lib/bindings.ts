@@ -794,6 +794,8 @@ export type SessionInfo = {
 	cloud: string,
 	/**  Why the last session ended on its own (Entra refused its refresh token: expired, revoked, password changed). */
 	endedReason: string | null,
+	/**  Why a session cannot be kept on this machine (no OS keyring): signing in is refused until there is one. */
+	secretStoreProblem: string | null,
 };
 
 export type SignOffDecision = "approve" | "reject";

@@ -75,6 +75,8 @@ pub struct SessionInfo {
     pub cloud: String,
     /// Why the last session ended on its own (Entra refused its refresh token: expired, revoked, password changed).
     pub ended_reason: Option<String>,
+    /// Why a session cannot be kept on this machine (no OS keyring): signing in is refused until there is one.
+    pub secret_store_problem: Option<String>,
 }
 
 /// A tenant the person reaches, for the picker.
@@ -177,6 +179,7 @@ impl Engine {
             tenant_id: credential.as_ref().map(|c| c.tenant_id().to_string()),
             cloud: config.cloud.name.clone(),
             ended_reason: self.session_ended.read().ok().and_then(|r| r.clone()),
+            secret_store_problem: self.secret_store().err().map(|e| e.to_string()),
         }
     }
 
