@@ -490,6 +490,16 @@ pub async fn sign_out(app: tauri::AppHandle, state: State<'_, AppState>) -> Resu
     Ok(info)
 }
 
+/// Read only these subscriptions (empty: all of them).
+#[tauri::command]
+#[specta::specta]
+pub async fn set_inventory_subscriptions(
+    state: State<'_, AppState>,
+    ids: Vec<String>,
+) -> Result<Vec<String>, AppError> {
+    Ok(state.engine.set_inventory_subscriptions(&ids)?)
+}
+
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
         .commands(tauri_specta::collect_commands![
@@ -559,6 +569,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             get_tenants,
             switch_tenant,
             sign_out,
+            set_inventory_subscriptions,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

@@ -142,7 +142,7 @@ describe("App", () => {
     await waitFor(() => expect(byTestId(target, "ring-lane")).toHaveLength(3));
     const boardLoads = count("get_board");
 
-    await emit("inventory-progress", { stage: "Querying session hosts", percent: 40, requests: 5 });
+    await emit("inventory-progress", { stage: "Querying session hosts", percent: 40, requests: 5, run: 1 });
     await waitFor(() => expect(text(target.querySelector(".stage"))).toBe("Querying session hosts 40%"));
     expect(text(byTestId(target, "refresh-button")[0])).toBe("Cancel");
     expect(target.querySelector('[role="progressbar"]')?.getAttribute("aria-valuenow")).toBe("40");
@@ -152,6 +152,21 @@ describe("App", () => {
     await waitFor(() => expect(count("get_board")).toBe(boardLoads + 1));
     expect(text(byTestId(target, "sync-status")[0])).toBe("synced just now");
     expect(text(target.querySelector(".status"))).toContain("via ARM listing");
+  });
+
+  it("ignores progress of a refresh that already ended when it arrives late", async () => {
+    backend();
+    const target = renderApp();
+    await waitFor(() => expect(byTestId(target, "ring-lane")).toHaveLength(3));
+    await emit("inventory-updated", syncStatus({ syncedAt: new Date(NOW).toISOString(), finishedRun: 1 }));
+    // The reply and the last progress event crossed: "Done" of run 1 comes after run 1 ended.
+    await emit("inventory-progress", { stage: "Done", percent: 100, requests: 9, run: 1 });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(text(byTestId(target, "refresh-button")[0])).toBe("Refresh");
+    expect(target.querySelector('[role="progressbar"]')).toBeNull();
+    // The next refresh's progress shows.
+    await emit("inventory-progress", { stage: "Listing subscriptions", percent: 2, requests: 1, run: 2 });
+    await waitFor(() => expect(text(byTestId(target, "refresh-button")[0])).toBe("Cancel"));
   });
 
   it("navigates with the sidebar and opens a pool's hosts from its card", async () => {

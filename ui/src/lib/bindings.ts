@@ -72,6 +72,8 @@ export const commands = {
 	getTenants: () => typedError<TenantChoice[], AppError>(__TAURI_INVOKE("get_tenants")),
 	switchTenant: (tenantId: string) => typedError<SessionInfo, AppError>(__TAURI_INVOKE("switch_tenant", { tenantId })),
 	signOut: () => typedError<SessionInfo, AppError>(__TAURI_INVOKE("sign_out")),
+	/**  Read only these subscriptions (empty: all of them). */
+	setInventorySubscriptions: (ids: string[]) => typedError<string[], AppError>(__TAURI_INVOKE("set_inventory_subscriptions", { ids })),
 };
 
 /* Types */
@@ -829,6 +831,8 @@ export type SubscriptionInfo = {
 	id: string,
 	name: string,
 	state: string,
+	/**  The inventory reads it (every subscription does until some are picked in Settings). */
+	included: boolean,
 };
 
 export type SyncProgress = {
@@ -837,6 +841,8 @@ export type SyncProgress = {
 	/**  0..=100. */
 	percent: number,
 	requests: number,
+	/**  Which refresh this session it belongs to (1, 2, ...). */
+	run: number,
 };
 
 export type SyncStatus = {
@@ -849,6 +855,11 @@ export type SyncStatus = {
 	durationMs: number,
 	/**  The last refresh's failure, if it failed; the cache still shows the previous good inventory. */
 	lastError: AppError | null,
+	/**
+	 *  The number of the last refresh that ended this session: progress of that one or an earlier one that arrives
+	 *  late (events and replies can cross) is stale.
+	 */
+	finishedRun: number,
 };
 
 /**  A temporary resource of a capture and whether it still exists as far as the journal knows. */

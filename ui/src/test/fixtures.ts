@@ -55,6 +55,7 @@ function lane(name: string, pools: PoolCard[], dominantVersion: string | null): 
 
 export function syncStatus(extra: Partial<SyncStatus> = {}): SyncStatus {
   return {
+    finishedRun: 0,
     running: false,
     syncedAt: new Date(NOW - 2 * 60_000).toISOString(),
     source: "resourceGraph",
@@ -124,7 +125,7 @@ export const CONNECTION: ConnectionInfo = {
   armEndpoint: "https://127.0.0.1:8443/",
   authorityHost: "https://127.0.0.1:8443/",
   credential: "client secret (simulated tenant)",
-  subscriptions: [{ id: "sub-1", name: "AVD-Production", state: "Enabled" }],
+  subscriptions: [{ id: "sub-1", name: "AVD-Production", state: "Enabled", included: true }],
   databasePath: "/tmp/ringmaster.db",
 };
 

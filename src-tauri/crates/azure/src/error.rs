@@ -11,9 +11,36 @@ pub struct ArmError {
     pub correlation_id: Option<String>,
 }
 
+impl ArmError {
+    /// For ARM's `AuthorizationFailed`: the action the identity lacks and the scope, as ARM's message names them
+    /// ("... does not have authorization to perform action 'X' over scope 'Y' ...").
+    pub fn missing_permission(&self) -> Option<(String, String)> {
+        if !self.code.eq_ignore_ascii_case("AuthorizationFailed") {
+            return None;
+        }
+        let quoted_after = |marker: &str| -> Option<String> {
+            let rest = &self.message[self.message.find(marker)? + marker.len()..];
+            let rest = rest.trim_start().strip_prefix('\'')?;
+            Some(rest[..rest.find('\'')?].to_string())
+        };
+        Some((quoted_after("perform action")?, quoted_after("over scope")?))
+    }
+
+    /// What people read: ARM's own words, and for a missing permission what to ask for.
+    fn text(&self) -> String {
+        match self.missing_permission() {
+            Some((action, scope)) => format!(
+                "{}: you do not have permission for {action} on {scope}. Ask an admin to assign you a role with that action at that scope (the README's Ringmaster Operator role has every action the app uses). (HTTP {})",
+                self.code, self.status
+            ),
+            None => format!("{}: {} (HTTP {})", self.code, self.message, self.status),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
-    #[error("{}: {} (HTTP {})", .0.code, .0.message, .0.status)]
+    #[error("{}", .0.text())]
     Arm(ArmError),
     #[error("could not reach {host}: {detail}")]
     Transport { host: String, detail: String, timed_out: bool },
@@ -257,6 +284,28 @@ impl AzureError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_permission_says_which_action_on_which_scope_and_what_to_ask_for() {
+        let scope = "/subscriptions/8f1c2b9e-4a7d-4c1e-9b2a-6d3e5f7a8b01/resourceGroups/rg-avd-prod";
+        let e = ArmError {
+            status: 403,
+            code: "AuthorizationFailed".into(),
+            message: format!("The client 'alex@contoso.com' with object id '3f2a' does not have authorization to perform action 'Microsoft.Compute/virtualMachines/write' over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."),
+            request_id: Some("r".into()),
+            correlation_id: None,
+        };
+        assert_eq!(e.missing_permission(), Some(("Microsoft.Compute/virtualMachines/write".into(), scope.into())));
+        let text = AzureError::Arm(e.clone()).to_string();
+        assert!(text.contains("you do not have permission for Microsoft.Compute/virtualMachines/write on"), "{text}");
+        assert!(text.contains("Ringmaster Operator role") && text.ends_with("(HTTP 403)"), "{text}");
+        // Other errors, and an AuthorizationFailed worded otherwise, keep ARM's own message.
+        let other = ArmError { code: "AuthorizationFailed".into(), message: "Forbidden.".into(), ..e.clone() };
+        assert_eq!(other.missing_permission(), None);
+        assert_eq!(AzureError::Arm(other).to_string(), "AuthorizationFailed: Forbidden. (HTTP 403)");
+        let not_found = ArmError { code: "ResourceNotFound".into(), status: 404, ..e };
+        assert_eq!(not_found.missing_permission(), None);
+    }
 
     /// Caught by tests/fuzz.rs: one optional field of an unexpected type (`"error_codes":[-1]`,
     /// `"error_description":null`) made the whole body unreadable, hiding the OAuth error that decides what happens

@@ -363,11 +363,32 @@ async fn with_replication(client: &ArmClient, ids: Vec<String>) -> Result<Vec<Im
         .await
 }
 
+/// The subscriptions to read: every one listed, or those of `only` (case-insensitive) when it names any.
+fn in_scope(subscriptions: &[SubscriptionRecord], only: &[String]) -> Vec<String> {
+    subscriptions
+        .iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(&s.id)))
+        .map(|s| s.id.clone())
+        .collect()
+}
+
 /// Resource Graph path: 3 paged queries plus one GET per image version.
 pub async fn fetch_via_graph(client: &ArmClient, progress: ProgressFn<'_>) -> Result<RawInventory, AzureError> {
+    fetch_via_graph_in(client, progress, &[]).await
+}
+
+/// [`fetch_via_graph`] over the subscriptions of `only` (all when empty); every subscription is still listed.
+pub async fn fetch_via_graph_in(
+    client: &ArmClient,
+    progress: ProgressFn<'_>,
+    only: &[String],
+) -> Result<RawInventory, AzureError> {
     progress(Progress { stage: "Listing subscriptions".into(), fraction: 0.02 });
     let subscriptions = list_subscriptions(client).await?;
-    let sub_ids: Vec<String> = subscriptions.iter().map(|s| s.id.clone()).collect();
+    let sub_ids = in_scope(&subscriptions, only);
+    if sub_ids.is_empty() {
+        return Ok(RawInventory { subscriptions, ..RawInventory::default() });
+    }
 
     progress(Progress { stage: "Querying host pools".into(), fraction: 0.08 });
     let pools: Vec<GraphPool> = client.resource_graph(QUERY_HOST_POOLS, &sub_ids, |_, _| {}).await?;
@@ -416,11 +437,20 @@ async fn list_in_subscription(
 
 /// Per-resource ARM listing: pools, VMs and galleries per subscription, session hosts per pool.
 pub async fn fetch_via_arm(client: &ArmClient, progress: ProgressFn<'_>) -> Result<RawInventory, AzureError> {
+    fetch_via_arm_in(client, progress, &[]).await
+}
+
+/// [`fetch_via_arm`] over the subscriptions of `only` (all when empty); every subscription is still listed.
+pub async fn fetch_via_arm_in(
+    client: &ArmClient,
+    progress: ProgressFn<'_>,
+    only: &[String],
+) -> Result<RawInventory, AzureError> {
     const CONCURRENCY: usize = 8;
     progress(Progress { stage: "Listing subscriptions".into(), fraction: 0.02 });
     let subscriptions = list_subscriptions(client).await?;
 
-    let sub_ids: Vec<String> = subscriptions.iter().map(|s| s.id.clone()).collect();
+    let sub_ids = in_scope(&subscriptions, only);
     progress(Progress { stage: "Listing host pools".into(), fraction: 0.05 });
     let pool_lists: Vec<Vec<ArmResource>> = stream::iter(sub_ids.clone())
         .map(|id| {
@@ -531,11 +561,20 @@ pub async fn fetch_via_arm(client: &ArmClient, progress: ProgressFn<'_>) -> Resu
 
 /// Resource Graph first; if it is unavailable (5xx after retries, 403 on the provider), per-resource listing.
 pub async fn fetch(client: &ArmClient, progress: ProgressFn<'_>) -> Result<(RawInventory, bool), AzureError> {
-    match fetch_via_graph(client, progress).await {
+    fetch_in(client, progress, &[]).await
+}
+
+/// [`fetch`] over the subscriptions of `only` (all when empty).
+pub async fn fetch_in(
+    client: &ArmClient,
+    progress: ProgressFn<'_>,
+    only: &[String],
+) -> Result<(RawInventory, bool), AzureError> {
+    match fetch_via_graph_in(client, progress, only).await {
         Ok(inv) => Ok((inv, true)),
         Err(e) if graph_unavailable(&e) => {
             tracing::warn!(target: "inventory", "Resource Graph unavailable ({e}); falling back to ARM listing");
-            Ok((fetch_via_arm(client, progress).await?, false))
+            Ok((fetch_via_arm_in(client, progress, only).await?, false))
         }
         Err(e) => Err(e),
     }

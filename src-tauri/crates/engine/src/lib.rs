@@ -112,10 +112,21 @@ pub struct Engine {
     /// A person's Entra session (real tenants signed in interactively), to switch tenants with.
     session: RwLock<Option<ringmaster_azure::signin::RefreshTokenCredential>>,
     session_ended: RwLock<Option<String>>,
+    /// Refreshes started and finished this session, to tell stale progress from current.
+    refresh_runs: std::sync::atomic::AtomicU32,
+    finished_run: std::sync::atomic::AtomicU32,
 }
 
 pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+/// Records a refresh as finished however it ends.
+struct FinishedRun<'a>(&'a std::sync::atomic::AtomicU32, u32);
+impl Drop for FinishedRun<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_max(self.1, Ordering::SeqCst);
+    }
 }
 
 /// Clears the running flag however a refresh ends.
@@ -141,6 +152,8 @@ impl Engine {
             secrets: RwLock::new(Err("no secret store was set up".into())),
             session: RwLock::new(None),
             session_ended: RwLock::new(None),
+            refresh_runs: std::sync::atomic::AtomicU32::new(0),
+            finished_run: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
@@ -517,11 +530,17 @@ impl Engine {
 
     pub fn connection_info(&self) -> Result<ConnectionInfo, EngineError> {
         let c = self.connection()?;
+        let only = self.inventory_subscriptions()?;
         let subscriptions = self
             .store
             .subscriptions()?
             .into_iter()
-            .map(|s| SubscriptionInfo { id: s.id, name: s.name, state: s.state })
+            .map(|s| SubscriptionInfo {
+                included: only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(&s.id)),
+                id: s.id,
+                name: s.name,
+                state: s.state,
+            })
             .collect();
         Ok(ConnectionInfo {
             mode: c.mode.clone(),
@@ -557,6 +576,7 @@ impl Engine {
             requests: good.as_ref().map(|g| g.requests).unwrap_or(0),
             duration_ms: good.as_ref().map(|g| g.duration_ms).unwrap_or(0),
             last_error,
+            finished_run: self.finished_run.load(Ordering::SeqCst),
         })
     }
 
@@ -576,6 +596,8 @@ impl Engine {
             return Err(EngineError::AlreadyRunning);
         }
         let _guard = RunningGuard(&self.running);
+        let run = self.refresh_runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let _finished = FinishedRun(&self.finished_run, run);
         let token = CancellationToken::new();
         if let Ok(mut c) = self.cancel.lock() {
             *c = Some(token.clone());
@@ -589,10 +611,12 @@ impl Engine {
                 stage: p.stage,
                 percent: (p.fraction * 100.0).clamp(0.0, 100.0) as u32,
                 requests: (client.requests() - requests_before) as u32,
+                run,
             })
         };
+        let only = self.inventory_subscriptions()?;
         let result = tokio::select! {
-            r = inventory::fetch(client, &report) => r.map_err(EngineError::from),
+            r = inventory::fetch_in(client, &report, &only) => r.map_err(EngineError::from),
             _ = token.cancelled() => Err(EngineError::Cancelled),
         };
         let requests = (conn.client.requests() - requests_before) as u32;
@@ -635,7 +659,36 @@ impl Engine {
             }
         }
         drop(_guard);
+        drop(_finished);
         self.sync_status()
+    }
+
+    /// The subscriptions the inventory reads; empty = every one the identity sees.
+    pub fn inventory_subscriptions(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .store
+            .setting("inventory.subscriptions")?
+            .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Read only these subscriptions (empty: all). Each must be a subscription id the identity sees.
+    pub fn set_inventory_subscriptions(&self, ids: &[String]) -> Result<Vec<String>, EngineError> {
+        for id in ids {
+            pipeline::check_guid(id)?;
+        }
+        let known: Vec<String> = self.store.subscriptions()?.into_iter().map(|s| s.id).collect();
+        if let Some(unknown) = ids.iter().find(|i| !known.iter().any(|k| k.eq_ignore_ascii_case(i))) {
+            return Err(EngineError::InvalidInput(format!(
+                "{unknown} is not a subscription this identity sees; refresh, then pick from the list"
+            )));
+        }
+        let mut ids: Vec<String> = ids.iter().map(|i| i.to_ascii_lowercase()).collect();
+        ids.sort();
+        ids.dedup();
+        self.audit("inventory.subscriptions", "inventory", serde_json::json!({"subscriptions": ids}))?;
+        self.store.set_setting("inventory.subscriptions", &serde_json::to_string(&ids).unwrap_or_default())?;
+        Ok(ids)
     }
 
     /// Fetch without touching the cache (the benchmark measures the two paths this way).

@@ -213,6 +213,9 @@ pub struct SyncStatus {
     pub duration_ms: u32,
     /// The last refresh's failure, if it failed; the cache still shows the previous good inventory.
     pub last_error: Option<AppError>,
+    /// The number of the last refresh that ended this session: progress of that one or an earlier one that arrives
+    /// late (events and replies can cross) is stale.
+    pub finished_run: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
@@ -223,6 +226,8 @@ pub struct SyncProgress {
     /// 0..=100.
     pub percent: u32,
     pub requests: u32,
+    /// Which refresh this session it belongs to (1, 2, ...).
+    pub run: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
@@ -247,6 +252,8 @@ pub struct SubscriptionInfo {
     pub id: String,
     pub name: String,
     pub state: String,
+    /// The inventory reads it (every subscription does until some are picked in Settings).
+    pub included: bool,
 }
 
 /// An error as it crosses to the UI: a stable code to branch on and a sentence for people.

@@ -239,6 +239,7 @@ pub fn board(store: &Store) -> Result<RingBoard, EngineError> {
             requests: 0,
             duration_ms: 0,
             last_error: None,
+            finished_run: 0,
         },
     })
 }

@@ -226,3 +226,33 @@ async fn a_refresh_can_be_cancelled_and_a_second_one_is_refused_while_running() 
     assert!(!f.engine.sync_status().unwrap().running);
     assert!(f.engine.board().unwrap().rings.is_empty(), "nothing half-written");
 }
+
+#[tokio::test]
+async fn the_inventory_reads_only_the_subscriptions_picked() {
+    let f = fixture(0).await;
+    f.engine.refresh(&|_| {}).await.unwrap();
+    let all_pools = f.engine.board().unwrap().rings.iter().map(|r| r.pools.len()).sum::<usize>();
+    let subs = f.engine.connection_info().unwrap().subscriptions;
+    assert_eq!(subs.len(), 3);
+    assert!(subs.iter().all(|s| s.included), "every subscription until some are picked");
+
+    // Only the subscription of the Test and Pilot pools: Prod's pools leave the board, the list keeps all three.
+    let nonprod = f.sim.ready.subscriptions[1].clone();
+    assert!(f.engine.set_inventory_subscriptions(&["not-a-guid".into()]).unwrap_err().to_string().contains("GUID"));
+    let stranger = "00000000-0000-0000-0000-000000000000".to_string();
+    assert!(f.engine.set_inventory_subscriptions(&[stranger]).unwrap_err().to_string().contains("not a subscription"));
+    f.engine.set_inventory_subscriptions(std::slice::from_ref(&nonprod)).unwrap();
+    f.engine.refresh(&|_| {}).await.unwrap();
+    let board = f.engine.board().unwrap();
+    let pools: Vec<String> = board.rings.iter().flat_map(|r| r.pools.iter().map(|p| p.id.clone())).collect();
+    assert!(!pools.is_empty() && pools.len() < all_pools, "{pools:?}");
+    assert!(pools.iter().all(|p| p.to_ascii_lowercase().contains(&nonprod.to_ascii_lowercase())), "{pools:?}");
+    let subs = f.engine.connection_info().unwrap().subscriptions;
+    assert_eq!(subs.len(), 3);
+    assert_eq!(subs.iter().filter(|s| s.included).count(), 1);
+
+    // Back to all.
+    f.engine.set_inventory_subscriptions(&[]).unwrap();
+    f.engine.refresh(&|_| {}).await.unwrap();
+    assert_eq!(f.engine.board().unwrap().rings.iter().map(|r| r.pools.len()).sum::<usize>(), all_pools);
+}

@@ -221,6 +221,9 @@ export class Inventory {
   }
 
   private onProgress(progress: SyncProgress): void {
+    // Events and command replies can cross: progress of a refresh that has already ended must not bring the
+    // progress bar back (it would stay, since no further event ends it).
+    if (this.sync && progress.run <= this.sync.finishedRun) return;
     this.progress = progress;
     if (this.sync && !this.sync.running) this.sync = { ...this.sync, running: true };
   }
