@@ -4,8 +4,8 @@ use ringmaster_engine::{
     AppError, AppRole, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView,
     ChangeRecordFiles, ConnectionInfo, DeviceCode, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow,
     LoginEnterpriseSettings, MasterRegistration, Notice, PromotionCheck, ReleaseSummary, ReleaseView, RetentionPolicy,
-    RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScriptCollection,
-    ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence, SyncProgress, SyncStatus, TenantChoice,
+    RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScheduledRollout,
+    ScriptCollection, ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence, SyncProgress, SyncStatus, TenantChoice,
 };
 use tauri::State;
 
@@ -490,6 +490,34 @@ pub async fn sign_out(app: tauri::AppHandle, state: State<'_, AppState>) -> Resu
     Ok(info)
 }
 
+/// Start a rollout when a maintenance window opens (`start_at`: RFC 3339 with an offset).
+#[tauri::command]
+#[specta::specta]
+pub async fn schedule_rollout(
+    state: State<'_, AppState>,
+    host_pool_id: String,
+    version: String,
+    policy: RolloutPolicy,
+    start_at: String,
+) -> Result<ScheduledRollout, AppError> {
+    Ok(state.engine.schedule_rollout(&host_pool_id, &version, &policy, &start_at)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn get_scheduled_rollouts(state: State<'_, AppState>) -> Result<Vec<ScheduledRollout>, AppError> {
+    Ok(state.engine.scheduled_rollouts()?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_scheduled_rollout(
+    state: State<'_, AppState>,
+    id: String,
+) -> Result<Vec<ScheduledRollout>, AppError> {
+    Ok(state.engine.cancel_scheduled_rollout(&id)?)
+}
+
 /// Read only these subscriptions (empty: all of them).
 #[tauri::command]
 #[specta::specta]
@@ -570,6 +598,9 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             switch_tenant,
             sign_out,
             set_inventory_subscriptions,
+            schedule_rollout,
+            get_scheduled_rollouts,
+            cancel_scheduled_rollout,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

@@ -92,9 +92,9 @@ pub fn run() {
             let handle = app.handle().clone();
             tauri::async_runtime::spawn(async move {
                 let state = handle.state::<AppState>();
-                // Rings baking a release get a health check from the app every 10 minutes (on the async runtime:
-                // setup itself runs outside it).
-                engine.start_bake_monitor(std::time::Duration::from_secs(600));
+                // Scheduled rollouts start when their window opens (checked every 30 s); rings baking a release
+                // get a health check every 10 minutes. On the async runtime: setup itself runs outside it.
+                engine.start_monitor(std::time::Duration::from_secs(30), std::time::Duration::from_secs(600));
                 if let Some(config) = &sign_in {
                     // Interactive mode: resume the saved session, or leave the UI to show the sign-in screen.
                     match engine.restore_session(config) {

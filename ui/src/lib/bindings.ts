@@ -74,6 +74,10 @@ export const commands = {
 	signOut: () => typedError<SessionInfo, AppError>(__TAURI_INVOKE("sign_out")),
 	/**  Read only these subscriptions (empty: all of them). */
 	setInventorySubscriptions: (ids: string[]) => typedError<string[], AppError>(__TAURI_INVOKE("set_inventory_subscriptions", { ids })),
+	/**  Start a rollout when a maintenance window opens (`start_at`: RFC 3339 with an offset). */
+	scheduleRollout: (hostPoolId: string, version: string, policy: RolloutPolicy, startAt: string) => typedError<ScheduledRollout, AppError>(__TAURI_INVOKE("schedule_rollout", { hostPoolId, version, policy, startAt })),
+	getScheduledRollouts: () => typedError<ScheduledRollout[], AppError>(__TAURI_INVOKE("get_scheduled_rollouts")),
+	cancelScheduledRollout: (id: string) => typedError<ScheduledRollout[], AppError>(__TAURI_INVOKE("cancel_scheduled_rollout", { id })),
 };
 
 /* Types */
@@ -715,6 +719,23 @@ export type RolloutView = {
 };
 
 export type RunState = "running" | "succeeded" | "failed" | "cancelled";
+
+export type ScheduledRollout = {
+	id: string,
+	hostPoolId: string,
+	poolName: string,
+	version: string,
+	policy: RolloutPolicy,
+	startAt: string,
+	createdBy: string,
+	createdAt: string,
+	/**  `scheduled`, `started`, `cancelled`, `failed` or `missed`. */
+	state: string,
+	rolloutId: string | null,
+	reason: string | null,
+	/**  What would stop it if it started now (it is re-checked when the window opens). */
+	blockedNow: string[],
+};
 
 /**  One PowerShell script of a collection. */
 export type Script = {

@@ -552,20 +552,27 @@ impl Engine {
         Ok(checked)
     }
 
-    /// Run [`Engine::bake_tick`] every `every` until the process ends.
-    pub fn start_bake_monitor(self: &Arc<Self>, every: std::time::Duration) {
+    /// What the app does on its own while it runs: every `every`, start the rollouts whose maintenance window has
+    /// opened; every `bake_every`, run [`Engine::bake_tick`].
+    pub fn start_monitor(self: &Arc<Self>, every: std::time::Duration, bake_every: std::time::Duration) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
+            let mut last_bake = std::time::Instant::now();
             loop {
                 tick.tick().await;
                 if this.connection().is_err() {
                     continue;
                 }
-                if let Err(e) = this.bake_tick() {
-                    tracing::warn!(target: "gates", "bake checks could not run: {e}");
+                if let Err(e) = this.schedule_tick().await {
+                    tracing::warn!(target: "rollout", "scheduled rollouts could not be checked: {e}");
+                }
+                if last_bake.elapsed() >= bake_every {
+                    last_bake = std::time::Instant::now();
+                    if let Err(e) = this.bake_tick() {
+                        tracing::warn!(target: "gates", "bake checks could not run: {e}");
+                    }
                 }
             }
         });

@@ -9,9 +9,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 mod audit;
 mod build;
 mod gates;
+mod schedule;
 pub use audit::*;
 pub use build::*;
 pub use gates::*;
+pub use schedule::*;
 pub mod secrets;
 pub use secrets::{SealedSecret, SecretBlobs};
 
@@ -112,6 +114,12 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX gate_runs_version ON gate_runs(version, ring, started_at);",
     // 7: image version tags as the gallery reports them: sign-offs live there, so every app sees the same ones.
     "ALTER TABLE image_versions ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';",
+    // 8: rollouts scheduled into a maintenance window, started by the app when the window opens.
+    "CREATE TABLE scheduled_rollouts (
+        id TEXT PRIMARY KEY, host_pool_id TEXT NOT NULL, pool_name TEXT NOT NULL, version TEXT NOT NULL,
+        policy TEXT NOT NULL, start_at TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL,
+        state TEXT NOT NULL, rollout_id TEXT, reason TEXT);
+     CREATE INDEX scheduled_rollouts_due ON scheduled_rollouts(state, start_at);",
 ];
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,6 +27,8 @@ beforeEach(() => {
         return answerPlan(args as PlanArgs);
       case "start_rollout":
         return makeRollout(["queued", "queued"], { id: "ro-new" });
+      case "schedule_rollout":
+        return { id: "sch-1", state: "scheduled", ...(args as object) };
       default:
         return Promise.reject(`command ${cmd} not found`);
     }
@@ -42,7 +44,9 @@ afterEach(() => {
 function open(extra: Partial<{ pool: typeof pool }> = {}) {
   const onclose = vi.fn();
   const onstarted = vi.fn();
+  const onscheduled = vi.fn();
   const view = render(StartRolloutDialog, {
+    onscheduled,
     pool: extra.pool ?? pool,
     ring: "Pilot",
     versions: makeVersions(),
@@ -53,7 +57,7 @@ function open(extra: Partial<{ pool: typeof pool }> = {}) {
   cleanup.push(view.destroy);
   const dialog = () => view.target.querySelector<HTMLDialogElement>('[data-testid="start-dialog"]')!;
   const startButton = () => byTestId(view.target, "start-rollout")[0] as HTMLButtonElement;
-  return { ...view, onclose, onstarted, dialog, startButton };
+  return { ...view, onclose, onstarted, onscheduled, dialog, startButton };
 }
 
 function type(el: HTMLInputElement | HTMLTextAreaElement, value: string) {
@@ -190,6 +194,21 @@ describe("Start rollout dialog", () => {
     const start = calls.find((c) => c.cmd === "start_rollout")!.args;
     expect(start).toEqual({ hostPoolId: pool.id, version: "2026.1127.1", policy: { ...POLICY, logoffDelayMinutes: 30 } });
     expect(onstarted.mock.calls[0][0].id).toBe("ro-new");
+  });
+
+  it("schedules the rollout into a maintenance window instead, as UTC", async () => {
+    const { target, startButton, onscheduled, onstarted } = open();
+    await waitFor(() => expect(startButton().disabled).toBe(false));
+    const schedule = byTestId(target, "schedule-rollout")[0] as HTMLButtonElement;
+    expect(schedule.disabled).toBe(true);
+    type(byTestId(target, "schedule-at")[0] as HTMLInputElement, "2030-01-15T22:30");
+    await waitFor(() => expect(schedule.disabled).toBe(false));
+    schedule.click();
+    await waitFor(() => expect(onscheduled).toHaveBeenCalledTimes(1));
+    const args = calls.find((c) => c.cmd === "schedule_rollout")!.args as { startAt: string; version: string };
+    expect(args.startAt).toBe(new Date("2030-01-15T22:30").toISOString());
+    expect(args.version).toBe("2026.1127.1");
+    expect(onstarted).not.toHaveBeenCalled();
   });
 
   it("shows why the backend refused to start", async () => {
