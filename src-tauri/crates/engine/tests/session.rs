@@ -33,6 +33,18 @@ fn browser(sim: &ringmaster_sim::SimHandle) -> reqwest::Client {
         .unwrap()
 }
 
+/// The person, on another device: enters the code shown (the sim's approve hook stands for Entra's page).
+fn approve(sim: &ringmaster_sim::SimHandle, user_code: &str) {
+    let (login, b, code) = (sim.ready.login.clone(), browser(sim), user_code.to_string());
+    tokio::spawn(async move {
+        b.post(format!("{login}/_sim/devicecode/approve"))
+            .json(&serde_json::json!({"user_code": code}))
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
 fn engine_on(store: Arc<Store>, keys: Arc<InMemoryDataKeys>) -> Arc<Engine> {
     let engine = Arc::new(Engine::new(store.clone()));
     let blobs: Arc<dyn SecretBlobs> = store;
@@ -106,24 +118,7 @@ async fn a_browser_sign_in_survives_a_restart_and_switches_tenants() {
     assert!(!engine_on(store.clone(), keys.clone()).restore_session(&config).unwrap().signed_in);
 
     // Sign in again (device code this time), then sign out: forgotten, and a restart no longer resumes.
-    let (login, b) = (sim.ready.login.clone(), browser(&sim));
-    again
-        .sign_in_with_device_code(
-            &config,
-            move |p| {
-                let code = p.user_code.clone();
-                tokio::spawn(async move {
-                    b.post(format!("{login}/_sim/devicecode/approve"))
-                        .json(&serde_json::json!({"user_code": code}))
-                        .send()
-                        .await
-                        .unwrap();
-                });
-            },
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    again.sign_in_with_device_code(&config, |p| approve(&sim, &p.user_code), CancellationToken::new()).await.unwrap();
     assert!(again.session_info(&config).ended_reason.is_none());
 
     // Sign out: forgotten, and a restart no longer resumes.
@@ -139,27 +134,13 @@ async fn the_device_code_flow_shows_the_code_and_signs_in_once_approved() {
     let sim = common::start_sim(Seed::Demo, 60.0).await;
     let engine = engine_on(Arc::new(Store::open_in_memory().unwrap()), Arc::new(InMemoryDataKeys::new()));
     let config = config(&sim);
-    let (login, b) = (sim.ready.login.clone(), browser(&sim));
     let shown = Arc::new(std::sync::Mutex::new(None));
     let seen = shown.clone();
-    let info = engine
-        .sign_in_with_device_code(
-            &config,
-            move |p| {
-                *seen.lock().unwrap() = Some(ringmaster_engine::DeviceCode::from(p));
-                let code = p.user_code.clone();
-                tokio::spawn(async move {
-                    b.post(format!("{login}/_sim/devicecode/approve"))
-                        .json(&serde_json::json!({"user_code": code}))
-                        .send()
-                        .await
-                        .unwrap();
-                });
-            },
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+    let show = |p: &ringmaster_azure::signin::DeviceCodePrompt| {
+        *seen.lock().unwrap() = Some(ringmaster_engine::DeviceCode::from(p));
+        approve(&sim, &p.user_code);
+    };
+    let info = engine.sign_in_with_device_code(&config, show, CancellationToken::new()).await.unwrap();
     assert!(info.signed_in);
     let code = shown.lock().unwrap().clone().expect("the code was shown");
     assert!(!code.user_code.is_empty() && code.verification_uri.starts_with("https://"), "{code:?}");
