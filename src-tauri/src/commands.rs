@@ -3,9 +3,10 @@
 use ringmaster_engine::{
     AppError, AppRole, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView,
     ChangeRecordFiles, ConnectionInfo, DeviceCode, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow,
-    LoginEnterpriseSettings, MasterRegistration, Notice, PromotionCheck, ReleaseSummary, ReleaseView, RetentionPolicy,
-    RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView, ScheduledRollout,
-    ScriptCollection, ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence, SyncProgress, SyncStatus, TenantChoice,
+    LoginEnterpriseSettings, MasterRegistration, Notice, ProfileSettings, PromotionCheck, ReleaseSummary, ReleaseView,
+    RetentionPolicy, RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView,
+    ScheduledRollout, ScriptCollection, ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence, SyncProgress,
+    SyncStatus, TenantChoice,
 };
 use tauri::State;
 
@@ -518,6 +519,23 @@ pub async fn cancel_scheduled_rollout(
     Ok(state.engine.cancel_scheduled_rollout(&id)?)
 }
 
+/// The pool's deployment profile (read off one of its hosts the first time).
+#[tauri::command]
+#[specta::specta]
+pub async fn get_pool_profile(state: State<'_, AppState>, host_pool_id: String) -> Result<ProfileSettings, AppError> {
+    Ok(state.engine.pool_profile(&host_pool_id).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn set_pool_profile(
+    state: State<'_, AppState>,
+    host_pool_id: String,
+    profile: ProfileSettings,
+) -> Result<ProfileSettings, AppError> {
+    Ok(state.engine.set_pool_profile(&host_pool_id, &profile).await?)
+}
+
 /// Read only these subscriptions (empty: all of them).
 #[tauri::command]
 #[specta::specta]
@@ -601,6 +619,8 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             schedule_rollout,
             get_scheduled_rollouts,
             cancel_scheduled_rollout,
+            get_pool_profile,
+            set_pool_profile,
         ])
         .typ::<SyncProgress>()
         .typ::<BuildUpdate>()

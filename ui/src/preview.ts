@@ -6,7 +6,7 @@
  * error (last refresh failed), empty (first run: no cached inventory), pool=<name> (hosts of a pool),
  * rollout=<id> (that rollout on the Rollouts screen), live (move the running rollouts along),
  * menu=<pool name> (open that pool card's menu),
- * start=<pool name> / rollback=<pool name> (open that dialog from the pool's menu on the board),
+ * start=<pool name> / rollback=<pool name> / profile=<pool name> (open that dialog from the pool's menu on the board),
  * with start: version=<name> (pick that version) and message=<text> (type that message).
  * Build and Releases: build=capture|idle (a capture half-way, or nothing under way, instead of a run streaming output), release=<version>
  * (that release's page), open=capture|register|delete-collection|retention|new-collection|script (open that dialog, form or script),
@@ -115,9 +115,15 @@ setTimeout(() => {
 }, 900);
 
 // ?start=<pool> or ?rollback=<pool>: open that dialog through the pool card's menu, as a user would.
-const dialogPool = params.get("start") ?? params.get("rollback") ?? params.get("menu");
+const dialogPool = params.get("start") ?? params.get("rollback") ?? params.get("profile") ?? params.get("menu");
 if (dialogPool) {
-  const item = params.has("start") ? "pool-rollout" : params.has("rollback") ? "pool-rollback" : "none";
+  const item = params.has("start")
+    ? "pool-rollout"
+    : params.has("rollback")
+      ? "pool-rollback"
+      : params.has("profile")
+        ? "pool-profile"
+        : "none";
   setTimeout(() => {
     const card = [...document.querySelectorAll<HTMLElement>('[data-testid="pool-card"]')].find(
       (c) => c.querySelector(".name")?.textContent === dialogPool,

@@ -78,6 +78,9 @@ export const commands = {
 	scheduleRollout: (hostPoolId: string, version: string, policy: RolloutPolicy, startAt: string) => typedError<ScheduledRollout, AppError>(__TAURI_INVOKE("schedule_rollout", { hostPoolId, version, policy, startAt })),
 	getScheduledRollouts: () => typedError<ScheduledRollout[], AppError>(__TAURI_INVOKE("get_scheduled_rollouts")),
 	cancelScheduledRollout: (id: string) => typedError<ScheduledRollout[], AppError>(__TAURI_INVOKE("cancel_scheduled_rollout", { id })),
+	/**  The pool's deployment profile (read off one of its hosts the first time). */
+	getPoolProfile: (hostPoolId: string) => typedError<ProfileSettings, AppError>(__TAURI_INVOKE("get_pool_profile", { hostPoolId })),
+	setPoolProfile: (hostPoolId: string, profile: ProfileSettings) => typedError<ProfileSettings, AppError>(__TAURI_INVOKE("set_pool_profile", { hostPoolId, profile })),
 };
 
 /* Types */
@@ -468,6 +471,21 @@ export type PoolCard = {
 	users: number,
 	/**  Newest version first. */
 	versions: VersionCount[],
+};
+
+/**  The editable part of a deployment profile, and what is shown beside it. */
+export type ProfileSettings = {
+	vmSize: string,
+	/**  Availability zones new hosts are spread over; empty = no zone. */
+	zones: string[],
+	osDiskType: string,
+	/**  Empty = the image's size. */
+	osDiskSizeGb: number | null,
+	subnetId: string,
+	/**  Read-only here: where the pool is, its security type and how hosts join. */
+	location: string,
+	securityType: string | null,
+	joinType: string,
 };
 
 /**  Whether a release may leave a ring, and exactly what is missing if not. */

@@ -297,3 +297,54 @@ async fn a_release_that_completes_in_prod_becomes_visible_to_latest() {
     assert!(done.events.iter().any(|e| e.message.contains("visible to 'latest'")));
     assert!(common::stats(&sim).await["specViolations"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_deployment_profile_builds_the_next_hosts() {
+    let sim = common::start_sim(Seed::Demo, 2000.0).await;
+    let engine = Arc::new(Engine::new(Arc::new(Store::open_in_memory().unwrap())));
+    engine.connect(common::connection(&sim, 2000.0, common::retry_policy()));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = common::test_pool(&sim);
+
+    // Read off one of the pool's hosts the first time.
+    let read = engine.pool_profile(&pool).await.unwrap();
+    assert!(read.vm_size.starts_with("Standard_"), "{read:?}");
+    let mut edits = read.clone();
+    edits.vm_size = "Standard_D8s_v5".into();
+    edits.os_disk_size_gb = Some(256);
+    edits.os_disk_type = "UltraSSD_LRS".into();
+    assert!(engine.set_pool_profile(&pool, &edits).await.unwrap_err().to_string().contains("OS disk type"));
+    edits.os_disk_type = "StandardSSD_LRS".into();
+    let saved = engine.set_pool_profile(&pool, &edits).await.unwrap();
+    assert_eq!((saved.vm_size.as_str(), saved.os_disk_size_gb), ("Standard_D8s_v5", Some(256)));
+    assert_eq!(engine.pool_profile(&pool).await.unwrap(), saved, "kept");
+
+    // The next rollout builds hosts with it: the new VMs in Azure have the edited size and disk.
+    let view = engine.start_rollout(&pool, "2026.1120.2", &common::quick_policy()).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let v = engine.rollout(&view.id).unwrap();
+        if v.state != RolloutState::Running {
+            assert_eq!(v.state, RolloutState::Completed, "{:?}", v.reason);
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let vm_id = engine.store().rollout_hosts(&view.id).unwrap()[0].vm_id.clone();
+    let client = ringmaster_azure::simulated_tenant_client(
+        &sim.ready.arm,
+        &sim.ready.login,
+        &std::fs::read(&sim.ready.ca_cert).unwrap(),
+        &sim.ready.tenant_id,
+        &sim.ready.client_id,
+        &sim.ready.client_secret,
+        common::retry_policy(),
+    )
+    .unwrap();
+    let vm = ringmaster_azure::ops::get_vm(&client, &vm_id).await.unwrap().unwrap();
+    assert_eq!(vm["properties"]["hardwareProfile"]["vmSize"], "Standard_D8s_v5");
+    assert_eq!(vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["storageAccountType"], "StandardSSD_LRS");
+    assert_eq!(vm["properties"]["storageProfile"]["osDisk"]["diskSizeGB"], 256);
+    assert!(engine.audit_log(None, 50).unwrap().entries.iter().any(|e| e.action == "profile.save"));
+}
