@@ -101,7 +101,8 @@ pub async fn connect(mode: &Mode) -> Result<(TenantConnection, Option<SimHandle>
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|v| v.is_finite() && (1.0..=100_000.0).contains(v))
                 .unwrap_or(60.0);
-            let config = SimConfig { time_scale, ..SimConfig::default() };
+            // Users log on and off over the day, as in a real tenant: drains meet sessions to wait for.
+            let config = SimConfig { time_scale, user_activity: true, ..SimConfig::default() };
             let sim = ringmaster_sim::start(config).await.map_err(|e| e.to_string())?;
             let ready = sim.ready.clone();
             let ca = std::fs::read(&ready.ca_cert).map_err(|e| format!("sim CA: {e}"))?;

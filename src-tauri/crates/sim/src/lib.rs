@@ -69,6 +69,9 @@ pub struct SimConfig {
     pub device_code_interval_s: u64,
     /// How long a device code stays valid (Entra: 900).
     pub device_code_lifetime_s: u64,
+    /// Users log on to available hosts and off again over the day (busier in working hours, UTC). Off by default
+    /// so tests see the seeded sessions only; the demo turns it on.
+    pub user_activity: bool,
 }
 
 impl Default for SimConfig {
@@ -85,6 +88,7 @@ impl Default for SimConfig {
             lro_retry_after_s: 1,
             device_code_interval_s: 5,
             device_code_lifetime_s: 900,
+            user_activity: false,
         }
     }
 }
@@ -348,7 +352,10 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     let login_base = format!("https://localhost:{}", login_port.port());
 
     let clock = tenant::SimClock::new(config.time_scale);
-    let tenant = tenant::build(config.seed, &clock);
+    let mut tenant = tenant::build(config.seed, &clock);
+    if config.user_activity {
+        tenant.start_user_activity(clock.now());
+    }
     let mut key = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut key);
     let ready = ReadyInfo {

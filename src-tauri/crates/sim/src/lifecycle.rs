@@ -182,8 +182,11 @@ pub struct SimState {
     pub registrations: Vec<Registration>,
     /// The registration token of each host pool.
     pub tokens: BTreeMap<String, RegToken>,
-    /// When each user session on a drained host logs off by itself.
+    /// When each user session logs off by itself (on a drained host, or at the end of its working session).
     pub session_ends: BTreeMap<String, OffsetDateTime>,
+    /// When the next user logs on, while users come and go over the day.
+    pub next_logon: Option<OffsetDateTime>,
+    pub next_session_seq: u64,
     pub drained: BTreeMap<String, Drain>,
     /// Messages sent to each user session, by the session id as served.
     pub messages: BTreeMap<String, Vec<Message>>,
@@ -209,6 +212,14 @@ pub struct SimState {
 /// A uniform random duration between `lo` and `hi` sim-minutes.
 pub fn minutes(lo: f64, hi: f64) -> Duration {
     Duration::seconds_f64(rand::rng().random_range(lo * 60.0..=hi * 60.0))
+}
+
+/// The wait until the next user logs on: about one every 2 minutes in working hours (07:00-18:00 UTC), one every 20
+/// at night, exponentially distributed.
+fn next_arrival(at: OffsetDateTime) -> Duration {
+    let mean_s = if (7..18).contains(&at.hour()) { 120.0 } else { 1200.0 };
+    let u: f64 = rand::rng().random_range(f64::EPSILON..1.0);
+    Duration::seconds_f64(-u.ln() * mean_s)
 }
 
 pub fn lower(id: &str) -> String {
@@ -267,19 +278,20 @@ impl Tenant {
         s.ops.values().any(|o| o.state == OpState::InProgress && !o.external && o.completes_at <= now)
             || s.registrations.iter().any(|r| r.at <= now)
             || s.session_ends.values().any(|t| *t <= now)
+            || s.next_logon.is_some_and(|t| t <= now)
             || self.next_script_event().is_some_and(|(t, _)| t <= now)
     }
 
     /// Apply, in sim-time order, everything due at `now`. `never_register`: VM name parts whose agent never
     /// registers (`agentNeverRegisters`).
     pub fn advance(&mut self, now: OffsetDateTime, never_register: &[String]) {
-        // Log-offs first: they touch only sessions and counts.
-        let mut ends: Vec<(OffsetDateTime, String)> =
-            self.sim.session_ends.iter().filter(|(_, t)| **t <= now).map(|(id, t)| (*t, id.clone())).collect();
-        ends.sort();
-        for (at, id) in ends {
-            self.log_off(&id, at);
+        // Users first, in time order: log-offs and log-ons touch only sessions and counts.
+        while let Some(at) = self.sim.next_logon.filter(|t| *t <= now) {
+            self.end_sessions_until(at);
+            self.log_on(at);
+            self.sim.next_logon = Some(at + next_arrival(at));
         }
+        self.end_sessions_until(now);
         loop {
             let op = self
                 .sim
@@ -833,6 +845,69 @@ impl Tenant {
             .collect()
     }
 
+    /// Every session due to log off by `until`, in time order.
+    fn end_sessions_until(&mut self, until: OffsetDateTime) {
+        let mut ends: Vec<(OffsetDateTime, String)> =
+            self.sim.session_ends.iter().filter(|(_, t)| **t <= until).map(|(id, t)| (*t, id.clone())).collect();
+        ends.sort();
+        for (at, id) in ends {
+            self.log_off(&id, at);
+        }
+    }
+
+    /// Users start coming and going: the first arrival soon after `now`.
+    pub fn start_user_activity(&mut self, now: OffsetDateTime) {
+        self.sim.next_logon = Some(now + next_arrival(now));
+    }
+
+    /// A user logs on to an available host that takes new sessions (the emptiest of a few picked at random, as
+    /// breadth-first load balancing would), and logs off again after a working session of 30 minutes to 8 hours.
+    fn log_on(&mut self, at: OffsetDateTime) {
+        let mut rng = rand::rng();
+        let hosts: Vec<(String, u64)> = self
+            .resources
+            .values()
+            .filter(|v| v["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(HOST_TYPE)))
+            .filter(|v| {
+                v["properties"]["status"] == json!("Available") && v["properties"]["allowNewSession"] != json!(false)
+            })
+            .filter_map(|v| Some((id_of(v)?, v["properties"]["sessions"].as_u64().unwrap_or(0))))
+            .filter(|(_, n)| *n < 16)
+            .collect();
+        if hosts.is_empty() {
+            return;
+        }
+        let Some((host, _)) = (0..3).map(|_| &hosts[rng.random_range(0..hosts.len())]).min_by_key(|(_, n)| *n).cloned()
+        else {
+            return;
+        };
+        self.sim.next_session_seq += 1;
+        let session_id = format!("{host}/userSessions/{}", 1000 + self.sim.next_session_seq);
+        let user = crate::tenant::USERS[rng.random_range(0..crate::tenant::USERS.len())];
+        let pool_and_host: Vec<&str> = host.split('/').collect();
+        let name = format!(
+            "{}/{}/{}",
+            pool_and_host.get(8).copied().unwrap_or_default(),
+            pool_and_host.get(10).copied().unwrap_or_default(),
+            1000 + self.sim.next_session_seq
+        );
+        self.insert(json!({
+            "id": session_id,
+            "name": name,
+            "type": SESSION_TYPE,
+            "properties": {
+                "objectId": uuid::Uuid::new_v4().to_string(),
+                "userPrincipalName": format!("{user}@contoso.com"),
+                "applicationType": "Desktop",
+                "sessionState": "Active",
+                "activeDirectoryUserName": format!("CONTOSO\\{user}"),
+                "createTime": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            }
+        }));
+        self.sim.session_ends.insert(lower(&session_id), at + minutes(30.0, 480.0));
+        self.recount_sessions(&host);
+    }
+
     /// At seed time: each pool's host count, its starting out-of-service count, and the log-off times of users
     /// already on drained hosts.
     pub fn init_dynamics(&mut self, start: OffsetDateTime, rng: &mut impl Rng) {
@@ -874,5 +949,49 @@ pub fn vm_of(id: &str) -> String {
     match lower(id).find("/extensions/") {
         Some(i) => id[..i].to_string(),
         None => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::{build, SimClock};
+    use crate::Seed;
+
+    /// Sessions of users who logged on since the seed (their ids count on from 1001).
+    fn newcomers(t: &Tenant) -> usize {
+        t.resources
+            .values()
+            .filter(|v| v["type"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(SESSION_TYPE)))
+            .filter_map(|v| v["id"].as_str()?.rsplit('/').next()?.parse::<u64>().ok())
+            .filter(|n| *n > 1000)
+            .count()
+    }
+
+    #[test]
+    fn users_come_during_the_day_onto_available_hosts_and_leave_again() {
+        let clock = SimClock::new(1.0);
+        let mut t = build(Seed::Demo, &clock);
+        assert_eq!(newcomers(&t), 0);
+        // Start at 08:00 UTC on the sim's first day: a working morning.
+        let start = clock.now().replace_time(time::macros::time!(08:00));
+        t.start_user_activity(start);
+        t.advance(start + Duration::hours(2), &[]);
+        let morning = newcomers(&t);
+        assert!(morning > 20, "about one arrival every 2 minutes: {morning} in two hours");
+        // Every new session is on an Available host that takes new sessions, and each host's count matches.
+        for v in t.resources.values().filter(|v| v["type"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(HOST_TYPE)))
+        {
+            let id = id_of(v).unwrap();
+            let n = t.list(&format!("{id}/usersessions/"), SESSION_TYPE).count() as u64;
+            assert_eq!(v["properties"]["sessions"].as_u64().unwrap_or(0), n, "{id}");
+        }
+        // A day later most of the day's users have logged off again (sessions last 30 minutes to 8 hours), and
+        // arrivals carry on.
+        t.advance(start + Duration::hours(24), &[]);
+        assert!(t.sim.next_logon.is_some_and(|n| n > start + Duration::hours(24)));
+        let arrivals = t.sim.next_session_seq as usize;
+        let still_on = newcomers(&t);
+        assert!(arrivals > 250 && still_on * 3 < arrivals, "{still_on} of {arrivals} still on");
     }
 }

@@ -595,7 +595,7 @@ fn add_resource_group(t: &mut Tenant, sub_id: &str, rg: &str, location: &str) {
     }));
 }
 
-const USERS: &[&str] = &[
+pub(crate) const USERS: &[&str] = &[
     "amara.okafor",
     "ben.larsen",
     "chloe.martin",
