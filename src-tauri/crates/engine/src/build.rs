@@ -34,10 +34,10 @@ const SYSPREP_SCRIPT: &str = "Remove-Item -Path 'C:\\packages\\plugin' -Recurse 
 & \"$env:windir\\System32\\Sysprep\\Sysprep.exe\" /generalize /oobe /shutdown /mode:vm /quiet";
 
 fn now() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    crate::now_rfc3339()
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 

@@ -313,11 +313,7 @@ impl Engine {
         if self.store.gate_runs(version)?.iter().any(|g| g.state == "running" && g.ring == gates.ring) {
             return Err(EngineError::InvalidInput("the gates are already running on this release".into()));
         }
-        self.store
-            .versions()?
-            .iter()
-            .find(|v| v.name == version)
-            .ok_or_else(|| EngineError::InvalidInput(format!("no image version {version} in the inventory")))?;
+        self.cached_version(version)?;
         self.audit("gate.start", version, serde_json::json!({"ring": gates.ring, "gates": gates.kinds()}))?;
         let records = self.start_gate_runs(version, &gates, &gates.kinds(), &self.principal())?;
         Ok(records.into_iter().filter_map(gate_run_view).collect())

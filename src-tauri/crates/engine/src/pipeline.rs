@@ -627,13 +627,7 @@ impl Engine {
     /// Re-read one version from the gallery (replication progress, provisioning) into the cache and return its
     /// release page: cheaper than a full refresh while a new version replicates.
     pub async fn refresh_release(&self, version: &str) -> Result<ReleaseView, EngineError> {
-        let id = self
-            .store
-            .versions()?
-            .into_iter()
-            .find(|v| v.name == version)
-            .map(|v| v.id)
-            .ok_or_else(|| EngineError::InvalidInput(format!("no image version {version} in the inventory")))?;
+        let id = self.cached_version(version)?.id;
         let client = self.connection()?.client.clone();
         match ops::get_image_version(&client, &id).await? {
             Some(v) => self.store.upsert_version(&version_row(&inventory::image_version_from_json(v)?))?,

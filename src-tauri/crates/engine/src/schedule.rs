@@ -153,7 +153,7 @@ impl Engine {
         let now = OffsetDateTime::now_utc();
         let mut started = 0;
         for mut r in self.store.scheduled_rollouts()?.into_iter().filter(|r| r.state == "scheduled") {
-            let Ok(at) = OffsetDateTime::parse(&r.start_at, &Rfc3339) else { continue };
+            let Some(at) = crate::build::parse_time(&r.start_at) else { continue };
             if at > now {
                 continue;
             }

@@ -16,7 +16,7 @@ use specta::Type;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::build::sha256_hex;
+use crate::build::{parse_time, sha256_hex};
 use crate::gates::{GateKind, RingGates};
 use crate::model::{RolloutPolicy, RolloutView};
 use crate::release::when;
@@ -231,10 +231,6 @@ pub fn evidence_bundle(e: &RingEvidence) -> serde_json::Value {
     json!({"format": "ringmaster-signoff-evidence/1", "version": e.version, "ring": e.ring, "rollouts": rollouts, "gateRuns": gates})
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
 fn hours_minutes(d: time::Duration) -> String {
     let m = d.whole_minutes().max(1);
     match (m / 60, m % 60) {
@@ -396,7 +392,8 @@ impl Engine {
         Ok(rings)
     }
 
-    fn version_row(&self, version: &str) -> Result<VersionRow, EngineError> {
+    /// A version as the cache has it, by name.
+    pub(crate) fn cached_version(&self, version: &str) -> Result<VersionRow, EngineError> {
         self.store
             .versions()?
             .into_iter()
@@ -407,7 +404,7 @@ impl Engine {
     /// The evidence a ring's approvers sign for a release.
     pub fn signoff_evidence(&self, version: &str, ring: &str) -> Result<SignOffEvidence, EngineError> {
         let ring = ring.to_ascii_lowercase();
-        self.version_row(version)?;
+        self.cached_version(version)?;
         let pools = self.store.pools()?;
         let rollouts = self.store.rollouts()?;
         let gate_runs = self.store.gate_runs(version)?;
@@ -447,7 +444,7 @@ impl Engine {
     /// May the release leave the ring? What is missing if not.
     pub fn promotion_check(&self, version: &str, ring: &str) -> Result<PromotionCheck, EngineError> {
         let ring = ring.trim().to_ascii_lowercase();
-        let v = self.version_row(version)?;
+        let v = self.cached_version(version)?;
         let pools = self.store.pools()?;
         let rollouts = self.store.rollouts()?;
         let gate_runs = self.store.gate_runs(version)?;
@@ -637,7 +634,7 @@ impl Engine {
                 )));
             }
         }
-        let v = self.version_row(version)?;
+        let v = self.cached_version(version)?;
         let approval = Approval {
             ring: ring.clone(),
             decision,
