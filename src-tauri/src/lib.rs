@@ -140,6 +140,11 @@ pub async fn refresh_and_emit(
         let _ = h.emit(EVENT_PROGRESS, p);
     };
     let result = engine.refresh(&progress).await.map_err(ringmaster_engine::AppError::from);
+    // A refresh refused because another one runs changed nothing: announcing its status (running) could reach the
+    // UI after the other one's final status and leave it showing a refresh that has ended.
+    if result.as_ref().is_err_and(|e| e.code == "AlreadyRunning") {
+        return result;
+    }
     if let Ok(status) = engine.sync_status() {
         let _ = handle.emit(EVENT_UPDATED, status);
     }

@@ -125,9 +125,11 @@ test("a rollout and a one-click rollback run to completion in the real window", 
   await browser.saveScreenshot(path.join(artifacts, "rollout-completed.png"));
 
   // One click back to the release the pool ran before (once the refresh the finished rollout started is done).
-  await browser.waitUntil(async () => /Refresh/.test(await browser.$('[data-testid="refresh-button"]').getText()), {
-    timeout: 60_000,
-    timeoutMsg: "the inventory refresh after the rollout never finished",
+  const refreshIdle = async () => /Refresh/.test(await browser.$('[data-testid="refresh-button"]').getText());
+  const topBar = async () => browser.execute(() => document.querySelector("header.topbar")?.textContent ?? "");
+  await browser.waitUntil(refreshIdle, { timeout: 60_000, interval: 500 }).catch(async () => {
+    await browser.saveScreenshot(path.join(artifacts, "refresh-stuck.png"));
+    throw new Error(`the inventory refresh after the rollout never finished; top bar: ${await topBar()}`);
   });
   await openPoolMenu("hp-test-weu");
   await browser.$('[data-testid="pool-rollback"]').click();

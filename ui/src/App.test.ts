@@ -164,6 +164,10 @@ describe("App", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(text(byTestId(target, "refresh-button")[0])).toBe("Refresh");
     expect(target.querySelector('[role="progressbar"]')).toBeNull();
+    // A status from before that (a refused refresh's, still "running") arriving late changes nothing either.
+    await emit("inventory-updated", syncStatus({ running: true, finishedRun: 0 }));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(text(byTestId(target, "refresh-button")[0])).toBe("Refresh");
     // The next refresh's progress shows.
     await emit("inventory-progress", { stage: "Listing subscriptions", percent: 2, requests: 1, run: 2 });
     await waitFor(() => expect(text(byTestId(target, "refresh-button")[0])).toBe("Cancel"));

@@ -229,6 +229,8 @@ export class Inventory {
   }
 
   private onUpdated(status: SyncStatus): void {
+    // A status older than the one shown (events can cross) must not bring back a refresh that has ended.
+    if (this.sync && status.finishedRun < this.sync.finishedRun) return;
     this.updatesSeen += 1;
     this.sync = status;
     this.progress = null;
