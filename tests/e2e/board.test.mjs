@@ -127,7 +127,7 @@ test("a rollout and a one-click rollback run to completion in the real window", 
   // One click back to the release the pool ran before (once the refresh the finished rollout started is done).
   const refreshIdle = async () => /Refresh/.test(await browser.$('[data-testid="refresh-button"]').getText());
   const topBar = async () => browser.execute(() => document.querySelector("header.topbar")?.textContent ?? "");
-  await browser.waitUntil(refreshIdle, { timeout: 60_000, interval: 500 }).catch(async () => {
+  await browser.waitUntil(refreshIdle, { timeout: 180_000, interval: 500 }).catch(async () => {
     await browser.saveScreenshot(path.join(artifacts, "refresh-stuck.png"));
     throw new Error(`the inventory refresh after the rollout never finished; top bar: ${await topBar()}`);
   });
