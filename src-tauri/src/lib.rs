@@ -146,6 +146,7 @@ pub async fn refresh_and_emit(
         return result;
     }
     if let Ok(status) = engine.sync_status() {
+        tracing::info!("refresh {} ended; announcing it", status.finished_run);
         let _ = handle.emit(EVENT_UPDATED, status);
     }
     result

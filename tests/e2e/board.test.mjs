@@ -2,8 +2,8 @@
 // tauri-driver + WebKitWebDriver. Checks the rings board shows the demo tenant's rings, then the hosts view.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,30 @@ assert.ok(app, "RINGMASTER_APP must point at the built ringmaster binary");
 const artifacts = path.join(here, "artifacts");
 mkdirSync(artifacts, { recursive: true });
 const dataDir = mkdtempSync(path.join(tmpdir(), "ringmaster-e2e-"));
+const logDir = path.join(dataDir, "logs");
+
+/** What the app was doing when a wait ran out: its log's tail and, where gdb exists, every thread's stack. */
+function diagnose(name) {
+  const lines = [];
+  if (existsSync(logDir)) {
+    for (const f of readdirSync(logDir)) {
+      lines.push(...readFileSync(path.join(logDir, f), "utf8").trimEnd().split("\n").slice(-40));
+    }
+  }
+  try {
+    const pid = execFileSync("pgrep", ["-n", "-f", path.resolve(app)], { encoding: "utf8" }).trim();
+    const stacks = execFileSync("gdb", ["-batch", "-p", pid, "-ex", "thread apply all bt 12"], {
+      encoding: "utf8",
+      timeout: 60_000,
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    writeFileSync(path.join(artifacts, `${name}-stacks.txt`), stacks);
+  } catch (e) {
+    lines.push(`(no thread stacks: ${e.message.split("\n")[0]})`);
+  }
+  writeFileSync(path.join(artifacts, `${name}-log.txt`), lines.join("\n"));
+  return lines.slice(-15).join("\n");
+}
 
 let driver;
 let browser;
@@ -36,7 +60,13 @@ async function waitForDriver(port) {
 before(async () => {
   const port = 4444;
   driver = spawn(process.env.TAURI_DRIVER ?? "tauri-driver", ["--port", String(port)], {
-    env: { ...process.env, RINGMASTER_DATA_DIR: dataDir, RINGMASTER_TENANT: "demo", RINGMASTER_DEMO_TIME_SCALE: "1200" },
+    env: {
+      ...process.env,
+      RINGMASTER_DATA_DIR: dataDir,
+      RINGMASTER_LOG_DIR: logDir,
+      RINGMASTER_TENANT: "demo",
+      RINGMASTER_DEMO_TIME_SCALE: "1200",
+    },
     stdio: ["ignore", "inherit", "inherit"],
   });
   await waitForDriver(port);
@@ -129,7 +159,8 @@ test("a rollout and a one-click rollback run to completion in the real window", 
   const topBar = async () => browser.execute(() => document.querySelector("header.topbar")?.textContent ?? "");
   await browser.waitUntil(refreshIdle, { timeout: 180_000, interval: 500 }).catch(async () => {
     await browser.saveScreenshot(path.join(artifacts, "refresh-stuck.png"));
-    throw new Error(`the inventory refresh after the rollout never finished; top bar: ${await topBar()}`);
+    const bar = await topBar();
+    throw new Error(`the inventory refresh after the rollout never finished; top bar: ${bar}\n${diagnose("refresh-stuck")}`);
   });
   await openPoolMenu("hp-test-weu");
   await browser.$('[data-testid="pool-rollback"]').click();

@@ -50,6 +50,39 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What the caller knows about a long-running operation (see [`ArmClient::send_lro_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Lro {
+    /// The least wait before the first and the second poll (say, when such operations usually finish and when
+    /// nearly all have); later polls follow the service's `Retry-After` and the policy.
+    pub waits: [Duration; 2],
+    /// Read the resource back after a PUT or PATCH.
+    pub result: bool,
+}
+
+impl Lro {
+    /// The wait before poll number `polls` (0 = the first): the service's or the policy's, or longer if the caller
+    /// knows the operation will not be done sooner.
+    pub fn wait(&self, service: Duration, polls: u32) -> Duration {
+        self.waits.get(polls as usize).map_or(service, |w| service.max(*w))
+    }
+}
+
+impl Default for Lro {
+    fn default() -> Self {
+        Lro { waits: [Duration::ZERO; 2], result: true }
+    }
+}
+
+/// A finished long-running operation.
+#[derive(Debug)]
+pub struct LroDone {
+    /// The final resource (PUT/PATCH, when asked for) or the operation's result body, if any.
+    pub value: Option<Value>,
+    /// How long the service says the operation ran (its status's `startTime` to `endTime`), when it says.
+    pub took: Option<Duration>,
+}
+
 /// A successful response.
 #[derive(Debug)]
 pub struct ArmResponse {
@@ -515,6 +548,20 @@ impl ArmClient {
         query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Option<Value>, AzureError> {
+        Ok(self.send_lro_with(method, path, query, body, Lro::default()).await?.value)
+    }
+
+    /// [`ArmClient::send_lro`] with the caller's knowledge of the operation: how long it takes at the fastest
+    /// (the first poll waits that long) and whether the final resource is wanted (if not, a PUT or PATCH whose
+    /// operation succeeded is done without reading the resource back).
+    pub async fn send_lro_with(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        lro: Lro,
+    ) -> Result<LroDone, AzureError> {
         let url = self.url(path, query)?;
         let first = self.send(method.clone(), url.clone(), body).await?;
         let async_op = first.header("azure-asyncoperation");
@@ -523,36 +570,42 @@ impl ArmClient {
         let operation = format!("{} {}", method, url.path());
         if let Some(op_url) = async_op {
             let mut polls = 0u32;
-            let mut wait = self.poll_wait(&first, polls);
+            let mut wait = lro.wait(self.poll_wait(&first, polls), polls);
             let mut op_url = self.url(&op_url, &[])?;
-            loop {
+            let took = loop {
                 self.check_lro_deadline(started, &operation)?;
                 self.pause(wait).await;
                 let r = self.send(Method::GET, op_url.clone(), None).await?;
                 if operation_done(&r, &operation)? {
-                    break;
+                    break operation_took(&r);
                 }
                 polls += 1;
-                wait = self.poll_wait(&r, polls);
+                wait = lro.wait(self.poll_wait(&r, polls), polls);
                 if let Some(next) = r.header("azure-asyncoperation") {
                     op_url = self.url(&next, &[])?;
                 }
-            }
-            return match method {
+            };
+            let value = match method {
+                Method::PUT | Method::PATCH if !lro.result => None,
                 Method::PUT | Method::PATCH => {
                     let r = self.send(Method::GET, url, None).await?;
-                    Ok(Some(r.json("resource after operation")?))
+                    Some(r.json("resource after operation")?)
                 }
                 // A finished delete has nothing more to say.
-                Method::DELETE => Ok(None),
+                Method::DELETE => None,
                 _ => match location {
                     Some(loc) => {
                         let r = self.send(Method::GET, self.url(&loc, &[])?, None).await?;
-                        Ok(if r.body.is_empty() { None } else { Some(r.json("operation result")?) })
+                        if r.body.is_empty() {
+                            None
+                        } else {
+                            Some(r.json("operation result")?)
+                        }
                     }
-                    None => Ok(None),
+                    None => None,
                 },
             };
+            return Ok(LroDone { value, took });
         }
         if let Some(loc) = location {
             if first.status == StatusCode::ACCEPTED
@@ -560,7 +613,7 @@ impl ArmClient {
                 || first.status == StatusCode::OK
             {
                 let mut polls = 0u32;
-                let mut wait = self.poll_wait(&first, polls);
+                let mut wait = lro.wait(self.poll_wait(&first, polls), polls);
                 let mut loc_url = self.url(&loc, &[])?;
                 loop {
                     self.check_lro_deadline(started, &operation)?;
@@ -568,17 +621,19 @@ impl ArmClient {
                     let r = self.send(Method::GET, loc_url.clone(), None).await?;
                     if r.status == StatusCode::ACCEPTED {
                         polls += 1;
-                        wait = self.poll_wait(&r, polls);
+                        wait = lro.wait(self.poll_wait(&r, polls), polls);
                         if let Some(next) = r.header("location") {
                             loc_url = self.url(&next, &[])?;
                         }
                         continue;
                     }
-                    return Ok(if r.body.is_empty() { None } else { Some(r.json("operation result")?) });
+                    let value = if r.body.is_empty() { None } else { Some(r.json("operation result")?) };
+                    return Ok(LroDone { value, took: None });
                 }
             }
         }
-        Ok(if first.body.is_empty() { None } else { Some(first.json("response")?) })
+        let value = if first.body.is_empty() { None } else { Some(first.json("response")?) };
+        Ok(LroDone { value, took: None })
     }
 
     /// The service's `Retry-After` when it gives one; when it says 0 or nothing, back off from the minimum,
@@ -628,6 +683,15 @@ pub(crate) fn operation_done(r: &ArmResponse, operation: &str) -> Result<bool, A
         }
         _ => Ok(false),
     }
+}
+
+/// The run time an `Azure-AsyncOperation` status reports (`endTime` - `startTime`), if it reports both sensibly.
+pub(crate) fn operation_took(r: &ArmResponse) -> Option<Duration> {
+    let v: Value = serde_json::from_slice(&r.body).ok()?;
+    let at = |k: &str| {
+        v[k].as_str().and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+    };
+    Duration::try_from(at("endTime")? - at("startTime")?).ok()
 }
 
 /// The message of an error whose body said nothing readable.
@@ -735,6 +799,36 @@ mod tests {
             RetryPolicy { min_poll: Duration::from_secs(10), max_poll: Duration::from_secs(1), ..Default::default() };
         assert_eq!(poll_interval(&policy, &headers("retry-after", "1"), 0), Duration::from_secs(1));
         assert_eq!(poll_interval(&policy, &HeaderMap::new(), 3), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_callers_waits_lengthen_the_first_two_polls_only() {
+        let lro = Lro { waits: [Duration::from_secs(240), Duration::from_secs(90)], result: false };
+        assert_eq!(lro.wait(Duration::from_secs(10), 0), Duration::from_secs(240));
+        assert_eq!(lro.wait(Duration::from_secs(10), 1), Duration::from_secs(90));
+        assert_eq!(lro.wait(Duration::from_secs(10), 2), Duration::from_secs(10));
+        // The service asking for longer still wins.
+        assert_eq!(lro.wait(Duration::from_secs(300), 0), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_operations_run_time_comes_from_its_status_times() {
+        let status = |body: &str| ArmResponse {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from(body.to_string()),
+            request_id: None,
+        };
+        let done = status(
+            r#"{"status":"Succeeded","startTime":"2026-11-27T10:00:00.5+00:00","endTime":"2026-11-27T10:06:30.5+00:00"}"#,
+        );
+        assert_eq!(operation_took(&done), Some(Duration::from_secs(390)));
+        // Missing, unreadable or backwards times teach nothing.
+        assert_eq!(operation_took(&status(r#"{"status":"Succeeded"}"#)), None);
+        assert_eq!(operation_took(&status(r#"{"startTime":"soon","endTime":"later"}"#)), None);
+        let backwards = r#"{"startTime":"2026-11-27T10:06:00Z","endTime":"2026-11-27T10:00:00Z"}"#;
+        assert_eq!(operation_took(&status(backwards)), None);
+        assert_eq!(operation_took(&status("not json")), None);
     }
 
     /// Caught by tests/fuzz.rs: an error body with a blank code or no message, or no body at all, gave errors like

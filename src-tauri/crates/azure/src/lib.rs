@@ -14,7 +14,7 @@ pub mod ops;
 pub mod resource_id;
 pub mod signin;
 
-pub use client::{http_client, simulated_tenant_client, simulated_user_client, ArmClient, RetryPolicy};
+pub use client::{http_client, simulated_tenant_client, simulated_user_client, ArmClient, Lro, LroDone, RetryPolicy};
 pub use cloud::Cloud;
 pub use credential::{AccessToken, AzureCliSource, ClientSecretCredential, TokenIdentity, TokenSource};
 pub use error::{aadsts_plain_words, ArmError, AzureError, EntraError, SignInError};

@@ -5,7 +5,9 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::client::ArmClient;
+use std::time::Duration;
+
+use crate::client::{ArmClient, Lro};
 use crate::cloud::api_version::{COMPUTE, DESKTOP_VIRTUALIZATION, DISKS, GALLERY};
 use crate::error::AzureError;
 
@@ -144,6 +146,59 @@ pub async fn delete_vm(client: &ArmClient, vm_id: &str) -> Result<(), AzureError
     gone_is_done(client.send_lro(Method::DELETE, vm_id, &compute(), None).await)
 }
 
+/// [`delete_vm`], with the caller's least waits before its first two polls.
+/// Returns how long Azure says the delete ran, when it says (not when the VM was already gone).
+pub async fn delete_vm_after(
+    client: &ArmClient,
+    vm_id: &str,
+    waits: [Duration; 2],
+) -> Result<Option<Duration>, AzureError> {
+    let lro = Lro { waits, result: false };
+    match client.send_lro_with(Method::DELETE, vm_id, &compute(), None, lro).await {
+        Ok(done) => Ok(done.took),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Create or update a NIC and wait for it, without reading it back.
+pub async fn put_nic_after(
+    client: &ArmClient,
+    nic_id: &str,
+    body: &Value,
+    waits: [Duration; 2],
+) -> Result<Option<Duration>, AzureError> {
+    let lro = Lro { waits, result: false };
+    Ok(client.send_lro_with(Method::PUT, nic_id, &[("api-version", NETWORK)], Some(body), lro).await?.took)
+}
+
+/// Create or update a VM and wait until it has provisioned (a failed provisioning is an error), without reading
+/// it back.
+pub async fn put_vm_after(
+    client: &ArmClient,
+    vm_id: &str,
+    body: &Value,
+    waits: [Duration; 2],
+) -> Result<Option<Duration>, AzureError> {
+    let lro = Lro { waits, result: false };
+    Ok(client.send_lro_with(Method::PUT, vm_id, &compute(), Some(body), lro).await?.took)
+}
+
+/// Create or update a VM extension and wait for its install, without reading it back.
+pub async fn put_extension_after(
+    client: &ArmClient,
+    vm_id: &str,
+    name: &str,
+    body: &Value,
+    waits: [Duration; 2],
+) -> Result<Option<Duration>, AzureError> {
+    let lro = Lro { waits, result: false };
+    Ok(client
+        .send_lro_with(Method::PUT, &format!("{vm_id}/extensions/{name}"), &compute(), Some(body), lro)
+        .await?
+        .took)
+}
+
 pub async fn deallocate_vm(client: &ArmClient, vm_id: &str) -> Result<(), AzureError> {
     client.send_lro(Method::POST, &format!("{vm_id}/deallocate"), &compute(), None).await?;
     Ok(())
@@ -165,13 +220,6 @@ pub async fn put_nic(client: &ArmClient, nic_id: &str, body: &Value) -> Result<V
 
 pub async fn put_vm(client: &ArmClient, vm_id: &str, body: &Value) -> Result<Value, AzureError> {
     Ok(client.send_lro(Method::PUT, vm_id, &compute(), Some(body)).await?.unwrap_or(Value::Null))
-}
-
-pub async fn put_extension(client: &ArmClient, vm_id: &str, name: &str, body: &Value) -> Result<Value, AzureError> {
-    Ok(client
-        .send_lro(Method::PUT, &format!("{vm_id}/extensions/{name}"), &compute(), Some(body))
-        .await?
-        .unwrap_or(Value::Null))
 }
 
 // ---- Golden master and capture ----

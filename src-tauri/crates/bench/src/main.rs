@@ -198,10 +198,19 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
     println!("{hosts} hosts, at most {cap} out of service, tenant clock {scale}x");
     println!("makespan        : {:>8.0} s (tenant time)", makespan);
     println!("lower bound     : {:>8.0} s (max(longest host, total work / cap))", lower_bound);
-    println!("lock-step (50s) : {:>8.0} s (same host durations, batches of {cap})", lockstep);
+    println!("lock-step       : {:>8.0} s (same host durations, batches of {cap})", lockstep);
+    // A message and a log-off per connected user: fixed by how many users there are, not by how the rollout runs.
+    let user_calls: u64 = by_op
+        .iter()
+        .filter(|(op, _)| op == "UserSessions_SendMessage" || op == "UserSessions_Delete")
+        .map(|(_, n)| n)
+        .sum();
+    let per_host = |n: u64| (n as f64 / hosts as f64 * 10.0).round() / 10.0;
     println!(
-        "requests        : {requests} ({:.1} per host), 429s received: {throttled}",
-        requests as f64 / hosts as f64
+        "requests        : {requests} ({:.1} per host; {:.1} without the {:.1} per-user message and log-off calls), 429s received: {throttled}",
+        per_host(requests),
+        per_host(requests.saturating_sub(user_calls)),
+        per_host(user_calls)
     );
     println!(
         "{}",
@@ -212,7 +221,9 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
             "lower_bound_s": lower_bound.round(),
             "ratio": (makespan / lower_bound * 1000.0).round() / 1000.0,
             "lockstep_makespan_s": lockstep.round(),
-            "requests_per_host": (requests as f64 / hosts as f64 * 10.0).round() / 10.0,
+            "requests_per_host": per_host(requests),
+            "requests_per_host_without_user_calls": per_host(requests.saturating_sub(user_calls)),
+            "user_calls_per_host": per_host(user_calls),
             "throttled": throttled,
         })
     );

@@ -619,6 +619,7 @@ impl Engine {
             })
         };
         let only = self.inventory_subscriptions()?;
+        tracing::info!("refresh {run} started");
         let result = tokio::select! {
             r = inventory::fetch_in(client, &report, &only) => r.map_err(EngineError::from),
             _ = token.cancelled() => Err(EngineError::Cancelled),
@@ -627,9 +628,19 @@ impl Engine {
         let duration_ms = t0.elapsed().as_millis().min(u32::MAX as u128) as u32;
         match result {
             Ok((raw, via_graph)) => {
+                // Timed step by step: an end-to-end run once saw a refresh stay unfinished after its fetch.
+                let t1 = Instant::now();
                 let snapshot = rings::snapshot(&raw);
                 let hosts = snapshot.hosts.len() as u32;
+                let t2 = Instant::now();
                 self.store.replace_inventory(&snapshot)?;
+                let t3 = Instant::now();
+                tracing::info!(
+                    "refresh {run}: fetched {hosts} hosts in {} ms ({requests} requests), snapshot {} ms, stored {} ms",
+                    duration_ms,
+                    (t2 - t1).as_millis(),
+                    (t3 - t2).as_millis()
+                );
                 self.store.record_sync(&SyncRecord {
                     started_at,
                     finished_at: now_rfc3339(),

@@ -62,6 +62,11 @@ impl Default for ExecutorConfig {
 }
 
 impl ExecutorConfig {
+    /// Our seconds per tenant second: 1 against Azure, less against a simulated tenant whose clock runs faster.
+    pub fn scale(&self) -> f64 {
+        self.minute.as_secs_f64() / 60.0
+    }
+
     /// For a simulated tenant whose clock runs `scale` times faster than real time.
     pub fn for_time_scale(scale: f64) -> ExecutorConfig {
         let d = ExecutorConfig::default();
@@ -403,6 +408,66 @@ pub struct Rollouts {
     notify: Notifier,
     running: Mutex<HashMap<String, Control>>,
     token_lock: tokio::sync::Mutex<()>,
+    /// Registration tokens read in the last few minutes, by host pool: hosts registering together share one read.
+    tokens: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
+    pace: Pace,
+}
+
+/// The slow steps of a replacement, whose durations [`Pace`] learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Step {
+    DeleteVm,
+    CreateNic,
+    CreateVm,
+    InstallAgent,
+    Register,
+}
+
+/// How long each slow step has recently taken in this app run. Once a step has finished a few times, it is first
+/// checked when half of them had finished and next when nearly all had, then as Azure and the policy say: a 4-9
+/// minute VM create costs about two polls instead of one a minute. Learned rather than assumed, so a region
+/// quicker or slower than usual is paced by what it does.
+#[derive(Default)]
+struct Pace {
+    recent: Mutex<HashMap<Step, std::collections::VecDeque<Duration>>>,
+}
+
+impl Pace {
+    const SAMPLES: usize = 5;
+    const WINDOW: usize = 64;
+
+    /// The least waits before the first and the second check of `step`.
+    fn waits(&self, step: Step) -> [Duration; 2] {
+        let Ok(m) = self.recent.lock() else { return [Duration::ZERO; 2] };
+        match m.get(&step) {
+            Some(d) if d.len() >= Self::SAMPLES => {
+                let mut sorted: Vec<Duration> = d.iter().copied().collect();
+                sorted.sort();
+                let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+                let (median, p90) = (at(0.5), at(0.9));
+                [median, p90.saturating_sub(median)]
+            }
+            _ => [Duration::ZERO; 2],
+        }
+    }
+
+    fn observe(&self, step: Step, took: Duration) {
+        if let Ok(mut m) = self.recent.lock() {
+            let d = m.entry(step).or_default();
+            if d.len() == Self::WINDOW {
+                d.pop_front();
+            }
+            d.push_back(took);
+        }
+    }
+
+    /// Learn from Azure's own account of a step's run time (tenant time, converted to ours by `scale`), never
+    /// from when a poll happened to see it done: that would feed the schedule's own delays back into it.
+    fn learn(&self, step: Step, took: Option<Duration>, scale: f64) {
+        if let Some(d) = took {
+            self.observe(step, d.mul_f64(scale));
+        }
+    }
 }
 
 use crate::build::StepError;
@@ -416,6 +481,8 @@ impl Rollouts {
             notify,
             running: Mutex::new(HashMap::new()),
             token_lock: tokio::sync::Mutex::new(()),
+            tokens: Mutex::new(HashMap::new()),
+            pace: Pace::default(),
         })
     }
 
@@ -821,6 +888,8 @@ impl Rollouts {
         let rg_scope = segment_id(&vm_id, "Microsoft.Compute").unwrap_or_default();
         let nic_id = format!("{rg_scope}/providers/Microsoft.Network/networkInterfaces/{}-nic", computer_name(&name));
         let mut stage = HostStage::parse(&host.stage);
+        // When (by Azure's clock) this run installed the agent: how long registration takes is learned from it.
+        let mut registered_at = None;
         loop {
             match stage {
                 HostStage::Queued | HostStage::Draining => {
@@ -840,13 +909,8 @@ impl Rollouts {
                 HostStage::Removing => {
                     self.enter(ctx, &name, HostStage::Removing, "Removing the session host and its VM")?;
                     ops::delete_session_host(&self.client, &pool, &name).await?;
-                    ops::delete_vm(&self.client, &vm_id).await?;
-                    // A NIC created without deleteOption=Delete survives its VM: remove it so none is orphaned.
-                    if let Some(old_nic) = ops::get_nic(&self.client, &nic_id).await? {
-                        if old_nic["properties"]["virtualMachine"].is_null() {
-                            ops::delete_nic(&self.client, &nic_id).await?;
-                        }
-                    }
+                    let took = ops::delete_vm_after(&self.client, &vm_id, self.pace.waits(Step::DeleteVm)).await?;
+                    self.pace.learn(Step::DeleteVm, took, self.config.scale());
                     stage = HostStage::Creating;
                 }
                 HostStage::Creating => {
@@ -856,7 +920,11 @@ impl Rollouts {
                         HostStage::Creating,
                         &format!("Creating the VM from {}", ctx.record.target_version),
                     )?;
-                    ops::put_nic(&self.client, &nic_id, &ctx.profile.nic_body()).await?;
+                    // A NIC of this name that outlived its VM (deleteOption Detach) is updated in place, not
+                    // orphaned.
+                    let waits = self.pace.waits(Step::CreateNic);
+                    let took = ops::put_nic_after(&self.client, &nic_id, &ctx.profile.nic_body(), waits).await?;
+                    self.pace.learn(Step::CreateNic, took, self.config.scale());
                     let body = ctx.profile.vm_body(
                         computer_name(&name),
                         &nic_id,
@@ -864,22 +932,24 @@ impl Rollouts {
                         &ctx.record.target_version,
                         &admin_password(),
                     );
-                    let vm = ops::put_vm(&self.client, &vm_id, &body).await?;
-                    if vm["properties"]["provisioningState"].as_str() == Some("Failed") {
-                        return Err(StepError { message: "the VM failed to provision".into(), request_id: None });
-                    }
+                    // A VM that fails to provision fails its operation, which is the error returned here.
+                    let took = ops::put_vm_after(&self.client, &vm_id, &body, self.pace.waits(Step::CreateVm)).await?;
+                    self.pace.learn(Step::CreateVm, took, self.config.scale());
                     stage = HostStage::Registering;
                 }
                 HostStage::Registering => {
                     self.enter(ctx, &name, HostStage::Registering, "Registering the AVD agent")?;
                     let token = self.registration_token(&pool).await?;
                     let body = ctx.profile.extension_body(&ctx.record.pool_name, &token);
-                    ops::put_extension(&self.client, &vm_id, EXTENSION_NAME, &body).await?;
+                    let waits = self.pace.waits(Step::InstallAgent);
+                    let took = ops::put_extension_after(&self.client, &vm_id, EXTENSION_NAME, &body, waits).await?;
+                    self.pace.learn(Step::InstallAgent, took, self.config.scale());
+                    registered_at = Some(self.client.server_now());
                     stage = HostStage::Verifying;
                 }
                 HostStage::Verifying => {
                     self.enter(ctx, &name, HostStage::Verifying, "Waiting for the host to be Available and healthy")?;
-                    self.verify(ctx, &name).await?;
+                    self.verify(ctx, &name, registered_at).await?;
                     self.store.record_host_replaced(
                         &pool,
                         &name,
@@ -943,7 +1013,9 @@ impl Rollouts {
                         format!("Logged off {} remaining user(s)", sessions.len()),
                         None,
                     );
-                    continue;
+                    // Removing the registration is forced, so sessions still closing need no second look.
+                    self.store.set_host_sessions(id, name, 0)?;
+                    return Ok(());
                 }
                 tokio::time::sleep((delay - since).min(self.config.poll)).await;
             } else {
@@ -960,25 +1032,50 @@ impl Rollouts {
 
     /// The pool's registration token, renewed when it is missing or expires within two hours. One task at a time:
     /// renewing replaces the token, which would break a registration using the old one.
+    /// A token read in the last five (policy) minutes is reused: short enough that one renewed elsewhere is
+    /// soon picked up, long enough that hosts registering together share one read.
     async fn registration_token(&self, pool: &str) -> Result<String, StepError> {
         let _guard = self.token_lock.lock().await;
-        if let Some((token, exp)) = ops::retrieve_registration_token(&self.client, pool).await? {
-            let fresh = parse_time(&exp).is_some_and(|t| t - time::Duration::hours(2) > self.client.server_now());
-            if fresh {
+        let reuse_for = self.config.minute * 5;
+        let cached = self.tokens.lock().ok().and_then(|m| m.get(pool).cloned());
+        if let Some((token, read_at)) = cached {
+            if read_at.elapsed() < reuse_for {
                 return Ok(token);
             }
         }
-        let expiry = (self.client.server_now() + time::Duration::days(1)).format(&Rfc3339).unwrap_or_default();
-        ops::renew_registration_token(&self.client, pool, &expiry).await?;
-        ops::retrieve_registration_token(&self.client, pool)
-            .await?
-            .map(|(t, _)| t)
-            .ok_or(StepError { message: "the host pool issued no registration token".into(), request_id: None })
+        let token = match ops::retrieve_registration_token(&self.client, pool).await? {
+            Some((token, exp))
+                if parse_time(&exp).is_some_and(|t| t - time::Duration::hours(2) > self.client.server_now()) =>
+            {
+                token
+            }
+            _ => {
+                let expiry = (self.client.server_now() + time::Duration::days(1)).format(&Rfc3339).unwrap_or_default();
+                ops::renew_registration_token(&self.client, pool, &expiry).await?;
+                ops::retrieve_registration_token(&self.client, pool).await?.map(|(t, _)| t).ok_or(StepError {
+                    message: "the host pool issued no registration token".into(),
+                    request_id: None,
+                })?
+            }
+        };
+        if let Ok(mut m) = self.tokens.lock() {
+            m.insert(pool.to_string(), (token.clone(), tokio::time::Instant::now()));
+        }
+        Ok(token)
     }
 
-    async fn verify(&self, ctx: &HostContext, name: &str) -> Result<(), StepError> {
+    async fn verify(
+        &self,
+        ctx: &HostContext,
+        name: &str,
+        registered_at: Option<OffsetDateTime>,
+    ) -> Result<(), StepError> {
         let started = tokio::time::Instant::now();
         let mut checks = 0u32;
+        // The agent takes minutes to register: look when registrations have usually finished, then when nearly all
+        // have, then every poll interval.
+        let waits = self.pace.waits(Step::Register);
+        tokio::time::sleep(waits[0]).await;
         loop {
             if let Some(h) = ops::get_session_host(&self.client, &ctx.record.host_pool_id, name).await? {
                 let p = &h["properties"];
@@ -992,6 +1089,11 @@ impl Rollouts {
                     })
                     .unwrap_or_default();
                 if p["status"] == "Available" && failed.is_empty() {
+                    // How long the agent took, by the session host's own status time.
+                    let status_at = p["statusTimestamp"].as_str().and_then(parse_time);
+                    if let (Some(began), Some(at)) = (registered_at, status_at) {
+                        self.pace.learn(Step::Register, Duration::try_from(at - began).ok(), self.config.scale());
+                    }
                     if p["allowNewSession"] == false {
                         ops::set_allow_new_session(&self.client, &ctx.record.host_pool_id, name, true).await?;
                     }
@@ -1007,7 +1109,8 @@ impl Rollouts {
                 });
             }
             // Registration takes minutes: check often at first, then less (up to 4x the poll interval).
-            tokio::time::sleep(self.config.poll.saturating_mul(1 << checks.min(2))).await;
+            let backoff = self.config.poll.saturating_mul(1 << checks.min(2));
+            tokio::time::sleep(if checks == 0 { backoff.max(waits[1]) } else { backoff }).await;
             checks += 1;
         }
     }
@@ -1117,6 +1220,45 @@ pub fn is_prod_ring(ring: &str) -> bool {
 pub(crate) fn uuid_like() -> String {
     let mut rng = rand::rng();
     (0..12).map(|_| char::from_digit(rng.random_range(0..36), 36).unwrap_or('0')).collect()
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    #[test]
+    fn polls_wait_for_the_median_then_the_90th_percentile_of_azures_own_timings() {
+        let pace = Pace::default();
+        let min = |m: u64| Duration::from_secs(m * 60);
+        for m in [4, 9, 6, 5] {
+            pace.learn(Step::CreateVm, Some(min(m)), 1.0);
+        }
+        // Too few to go by.
+        assert_eq!(pace.waits(Step::CreateVm), [Duration::ZERO; 2]);
+        pace.learn(Step::CreateVm, None, 1.0);
+        assert_eq!(pace.waits(Step::CreateVm), [Duration::ZERO; 2], "no timing from Azure, nothing learned");
+        for m in [7, 8, 4, 6, 5, 9] {
+            pace.learn(Step::CreateVm, Some(min(m)), 1.0);
+        }
+        // Ten samples 4..9 minutes: median 6, 90th percentile 9 (3 more).
+        assert_eq!(pace.waits(Step::CreateVm), [min(6), min(3)]);
+        // Other steps learn apart.
+        assert_eq!(pace.waits(Step::DeleteVm), [Duration::ZERO; 2]);
+    }
+
+    #[test]
+    fn a_faster_tenant_clock_scales_what_is_learned_and_old_samples_age_out() {
+        let pace = Pace::default();
+        for _ in 0..Pace::WINDOW {
+            pace.learn(Step::Register, Some(Duration::from_secs(600)), 1.0);
+        }
+        assert_eq!(pace.waits(Step::Register)[0], Duration::from_secs(600));
+        // The region got quicker: a window of new samples replaces the old ones.
+        for _ in 0..Pace::WINDOW {
+            pace.learn(Step::Register, Some(Duration::from_secs(300)), 0.01);
+        }
+        assert_eq!(pace.waits(Step::Register), [Duration::from_secs(3), Duration::ZERO]);
+    }
 }
 
 #[cfg(test)]
