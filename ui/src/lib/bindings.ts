@@ -482,10 +482,26 @@ export type ProfileSettings = {
 	/**  Empty = the image's size. */
 	osDiskSizeGb: number | null,
 	subnetId: string,
-	/**  Read-only here: where the pool is, its security type and how hosts join. */
+	/**  Read-only here: where the pool is. */
 	location: string,
-	securityType: string | null,
+	/**  `Standard`, `TrustedLaunch` or `ConfidentialVM` (kept only when the hosts already are confidential VMs). */
+	securityType: string,
+	/**  `AzureAD` (Microsoft Entra join) or `ActiveDirectory` (AD DS domain join). */
 	joinType: string,
+	/**
+	 *  For `ActiveDirectory`: the domain's DNS name, the OU for computer accounts (empty = the default container)
+	 *  and the joining account (`user@domain` or `DOMAIN\user`).
+	 */
+	domain: string,
+	ouPath: string,
+	joinUser: string,
+	/**
+	 *  Write-only: a new password for the joining account, sealed in the secret store. Empty keeps the stored one;
+	 *  never sent back.
+	 */
+	joinPassword: string | null,
+	/**  Whether a password for the joining account is stored. */
+	joinPasswordStored: boolean,
 };
 
 /**  Whether a release may leave a ring, and exactly what is missing if not. */

@@ -166,6 +166,9 @@ impl Engine {
         if let Ok(mut s) = self.secrets.write() {
             *s = store;
         }
+        if let Ok(runner) = self.runner() {
+            runner.set_secrets(self.secret_store().ok());
+        }
     }
 
     pub(crate) fn secret_store(&self) -> Result<Arc<dyn ringmaster_secrets::SecretStore>, EngineError> {
@@ -237,6 +240,7 @@ impl Engine {
             connection.executor.clone(),
             notifier,
         );
+        runner.set_secrets(self.secret_store().ok());
         let build_notifier =
             self.build_notifier.read().map(|n| n.clone()).unwrap_or_else(|_| Arc::new(|_: &BuildUpdate| {}));
         let builds =

@@ -269,7 +269,26 @@ pub struct DeploymentProfile {
     /// `AzureAD` or `ActiveDirectory`.
     pub join_type: String,
     pub modules_url: String,
+    /// How hosts join Active Directory (with `join_type` `ActiveDirectory`). The join account's password is in the
+    /// secret store, never here.
+    #[serde(default)]
+    pub domain_join: Option<DomainJoin>,
 }
+
+/// An Active Directory join: the domain, the OU new computer accounts go to (empty = the default Computers
+/// container) and the account that joins them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainJoin {
+    pub domain: String,
+    pub ou_path: String,
+    pub user: String,
+}
+
+/// The secret store profile of domain join passwords (one per host pool, named by the pool's id).
+pub const DOMAIN_JOIN_SECRETS: &str = "domain-join";
+/// The VM extension that joins a host to the domain (before the AVD agent registers it).
+const JOIN_EXTENSION_NAME: &str = "joindomain";
 
 impl DeploymentProfile {
     /// Read a profile off a session host's VM and its NIC.
@@ -280,6 +299,14 @@ impl DeploymentProfile {
         let subnet = nic["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"].as_str();
         let mut tags = vm["tags"].as_object().cloned().unwrap_or_default();
         tags.remove("ringmaster-image-version");
+        // A host joined to Active Directory carries the JsonADDomainExtension: its public settings say where.
+        let domain_join = vm["resources"].as_array().and_then(|exts| {
+            exts.iter().find(|e| e["properties"]["type"].as_str() == Some("JsonADDomainExtension")).map(|e| {
+                let s = &e["properties"]["settings"];
+                let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+                DomainJoin { domain: field("Name"), ou_path: field("OUPath"), user: field("User") }
+            })
+        });
         Ok(DeploymentProfile {
             location: text(&vm["location"], "location")?,
             vm_size: text(&p["hardwareProfile"]["vmSize"], "VM size")?,
@@ -294,8 +321,26 @@ impl DeploymentProfile {
             subnet_id: subnet.map(str::to_string).ok_or("the VM's NIC has no subnet")?,
             admin_username: p["osProfile"]["adminUsername"].as_str().unwrap_or("rmadmin").to_string(),
             tags,
-            join_type: "AzureAD".into(),
+            join_type: if domain_join.is_some() { "ActiveDirectory" } else { "AzureAD" }.into(),
             modules_url: AVD_DSC_MODULES_URL.into(),
+            domain_join,
+        })
+    }
+
+    /// The JsonADDomainExtension that joins a new host to the domain; the password only in protected settings.
+    fn join_body(&self, join: &DomainJoin, password: &str) -> Value {
+        let mut settings = json!({"Name": join.domain, "User": join.user, "Restart": "true", "Options": "3"});
+        if !join.ou_path.is_empty() {
+            settings["OUPath"] = json!(join.ou_path);
+        }
+        json!({
+            "location": self.location,
+            "properties": {
+                "publisher": "Microsoft.Compute", "type": "JsonADDomainExtension", "typeHandlerVersion": "1.3",
+                "autoUpgradeMinorVersion": true,
+                "settings": settings,
+                "protectedSettings": {"Password": password}
+            }
         })
     }
 
@@ -402,6 +447,8 @@ struct Control {
 }
 
 pub struct Rollouts {
+    /// Where the domain join password is (set once the engine has a secret store).
+    secrets: Mutex<Option<Arc<dyn ringmaster_secrets::SecretStore>>>,
     store: Arc<Store>,
     client: ArmClient,
     config: ExecutorConfig,
@@ -419,6 +466,7 @@ enum Step {
     DeleteVm,
     CreateNic,
     CreateVm,
+    JoinDomain,
     InstallAgent,
     Register,
 }
@@ -483,7 +531,19 @@ impl Rollouts {
             token_lock: tokio::sync::Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
             pace: Pace::default(),
+            secrets: Mutex::new(None),
         })
+    }
+
+    pub fn set_secrets(&self, secrets: Option<Arc<dyn ringmaster_secrets::SecretStore>>) {
+        if let Ok(mut s) = self.secrets.lock() {
+            *s = secrets;
+        }
+    }
+
+    fn join_password(&self, host_pool_id: &str) -> Option<ringmaster_secrets::Secret> {
+        let secrets = self.secrets.lock().ok()?.clone()?;
+        secrets.get(DOMAIN_JOIN_SECRETS, &host_pool_id.to_ascii_lowercase()).ok().flatten()
     }
 
     fn event(&self, id: &str, host: Option<&str>, level: &str, message: String, request_id: Option<String>) {
@@ -723,7 +783,17 @@ impl Rollouts {
         let pool_hosts = self.store.rollout_hosts(id)?.len() as u32;
         let pool_size = self.pool_size(&record.host_pool_id).max(pool_hosts);
         let cap = effective_capacity(&policy, pool_size);
-        let ctx = Arc::new(HostContext { record: record.clone(), policy: policy.clone(), profile });
+        let join_password = match &profile.domain_join {
+            Some(join) => Some(self.join_password(&record.host_pool_id).ok_or_else(|| {
+                EngineError::InvalidInput(format!(
+                    "hosts of this pool join {}, and no password for {} is stored: set it in the pool's deployment \
+                     profile",
+                    join.domain, join.user
+                ))
+            })?),
+            None => None,
+        };
+        let ctx = Arc::new(HostContext { record: record.clone(), policy: policy.clone(), profile, join_password });
         let mut tasks: JoinSet<String> = JoinSet::new();
         let mut active: HashSet<String> = HashSet::new();
         loop {
@@ -938,6 +1008,14 @@ impl Rollouts {
                     stage = HostStage::Registering;
                 }
                 HostStage::Registering => {
+                    if let (Some(join), Some(password)) = (&ctx.profile.domain_join, &ctx.join_password) {
+                        self.enter(ctx, &name, HostStage::Registering, &format!("Joining {}", join.domain))?;
+                        let body = ctx.profile.join_body(join, password.expose());
+                        let waits = self.pace.waits(Step::JoinDomain);
+                        let took =
+                            ops::put_extension_after(&self.client, &vm_id, JOIN_EXTENSION_NAME, &body, waits).await?;
+                        self.pace.learn(Step::JoinDomain, took, self.config.scale());
+                    }
                     self.enter(ctx, &name, HostStage::Registering, "Registering the AVD agent")?;
                     let token = self.registration_token(&pool).await?;
                     let body = ctx.profile.extension_body(&ctx.record.pool_name, &token);
@@ -1210,6 +1288,8 @@ struct HostContext {
     record: RolloutRecord,
     policy: RolloutPolicy,
     profile: DeploymentProfile,
+    /// The domain join account's password, from the secret store (in memory only, for this run).
+    join_password: Option<ringmaster_secrets::Secret>,
 }
 
 /// Prod by its display name (`Prod`, `Production`).

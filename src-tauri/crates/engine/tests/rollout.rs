@@ -348,3 +348,84 @@ async fn an_edited_deployment_profile_builds_the_next_hosts() {
     assert_eq!(vm["properties"]["storageProfile"]["osDisk"]["diskSizeGB"], 256);
     assert!(engine.audit_log(None, 50).unwrap().entries.iter().any(|e| e.action == "profile.save"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ad_ds_profile_joins_new_hosts_with_a_password_only_the_secret_store_holds() {
+    const PASSWORD: &str = "Join-Acc0unt-Pa55!word";
+    let sim = common::start_sim(Seed::Demo, 2000.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ringmaster.db");
+    let store = Arc::new(Store::open(&db).unwrap());
+    let engine = Arc::new(Engine::new(store.clone()));
+    let secrets = common::sealed_secrets(&store);
+    engine.set_secret_store(Ok(secrets.clone()));
+    engine.connect(common::connection(&sim, 2000.0, common::retry_policy()));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = common::test_pool(&sim);
+
+    let mut edits = engine.pool_profile(&pool).await.unwrap();
+    assert_eq!((edits.join_type.as_str(), edits.join_password_stored), ("AzureAD", false));
+    edits.join_type = "ActiveDirectory".into();
+    edits.domain = "corp.contoso.com".into();
+    edits.ou_path = "OU=AVD,DC=corp,DC=contoso,DC=com".into();
+    edits.join_user = "svc-avdjoin@corp.contoso.com".into();
+    edits.security_type = "TrustedLaunch".into();
+    let err = engine.set_pool_profile(&pool, &edits).await.unwrap_err().to_string();
+    assert!(err.contains("password"), "{err}");
+    edits.domain = "not a domain".into();
+    edits.join_password = Some(PASSWORD.into());
+    let err = engine.set_pool_profile(&pool, &edits).await.unwrap_err().to_string();
+    assert!(err.contains("DNS name"), "{err}");
+    edits.domain = "corp.contoso.com".into();
+    let saved = engine.set_pool_profile(&pool, &edits).await.unwrap();
+    assert_eq!(saved.join_password, None, "a password never comes back");
+    assert!(saved.join_password_stored);
+    assert_eq!((saved.domain.as_str(), saved.security_type.as_str()), ("corp.contoso.com", "TrustedLaunch"));
+
+    let view = engine.start_rollout(&pool, "2026.1120.2", &common::quick_policy()).await.unwrap();
+    let done = wait_finished(&engine, &view.id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.reason);
+    assert!(done.events.iter().any(|e| e.message == "Joining corp.contoso.com"));
+
+    // Every new host got the join extension (settings in the clear, the password only in protected settings,
+    // which Azure never returns) and the AVD agent set for a domain join.
+    let client = ringmaster_azure::simulated_tenant_client(
+        &sim.ready.arm,
+        &sim.ready.login,
+        &std::fs::read(&sim.ready.ca_cert).unwrap(),
+        &sim.ready.tenant_id,
+        &sim.ready.client_id,
+        &sim.ready.client_secret,
+        common::retry_policy(),
+    )
+    .unwrap();
+    let q = [("api-version", "2024-07-01")];
+    for host in engine.store().rollout_hosts(&view.id).unwrap() {
+        let join: Value = client.get_json(&format!("{}/extensions/joindomain", host.vm_id), &q, "join").await.unwrap();
+        assert_eq!(join["properties"]["type"], "JsonADDomainExtension");
+        assert_eq!(join["properties"]["settings"]["Name"], "corp.contoso.com");
+        assert_eq!(join["properties"]["settings"]["OUPath"], "OU=AVD,DC=corp,DC=contoso,DC=com");
+        assert!(join["properties"].get("protectedSettings").is_none());
+        let vm = ringmaster_azure::ops::get_vm(&client, &host.vm_id).await.unwrap().unwrap();
+        assert!(vm.get("identity").is_none(), "a domain-joined host has no Entra identity");
+        assert_eq!(vm["properties"]["securityProfile"]["securityType"], "TrustedLaunch");
+    }
+
+    // Nowhere in clear: not in the SQLite file or its WAL, not in the audit log.
+    let audit = serde_json::to_string(&engine.audit_log(None, 100).unwrap()).unwrap();
+    assert!(audit.contains("profile.save") && !audit.contains(PASSWORD));
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!bytes.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()));
+    }
+
+    // Without the password the next rollout refuses to start replacing hosts, and says what to do.
+    secrets.delete("domain-join", &pool.to_ascii_lowercase()).unwrap();
+    let view = engine.start_rollout(&pool, "2026.1127.1", &common::quick_policy()).await.unwrap();
+    let done = wait_finished(&engine, &view.id, Duration::from_secs(60)).await;
+    assert_ne!(done.state, RolloutState::Completed);
+    let reason = done.reason.unwrap_or_default();
+    assert!(reason.contains("no password for svc-avdjoin@corp.contoso.com is stored"), "{reason}");
+    assert!(done.hosts.iter().all(|h| h.stage == ringmaster_engine::HostStage::Queued), "no host was touched");
+    assert!(common::stats(&sim).await["specViolations"].as_array().unwrap().is_empty());
+}
