@@ -4,9 +4,9 @@ use ringmaster_engine::{
     AppError, AppRole, AuditPage, AuditVerification, BuildUpdate, CapturePlan, CaptureSummary, CaptureView,
     ChangeRecordFiles, ConnectionInfo, DeviceCode, GateRun, GoldenMaster, HostPage, HostQuery, ImageVersionRow,
     LoginEnterpriseSettings, MasterRegistration, Notice, ProfileSettings, PromotionCheck, ReleaseSummary, ReleaseView,
-    RetentionPolicy, RetentionPreview, RingBoard, RingGates, RolloutPlan, RolloutPolicy, RolloutSummary, RolloutView,
-    ScheduledRollout, ScriptCollection, ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence, SyncProgress,
-    SyncStatus, TenantChoice,
+    RetentionPolicy, RetentionPreview, RingBoard, RingGates, RingPlan, RolloutPlan, RolloutPolicy, RolloutSummary,
+    RolloutView, ScheduledRollout, ScriptCollection, ScriptRun, SessionInfo, SignOffDecision, SignOffEvidence,
+    SyncProgress, SyncStatus, TenantChoice,
 };
 use tauri::State;
 
@@ -137,6 +137,48 @@ pub async fn rollback_pool(
     policy: RolloutPolicy,
 ) -> Result<RolloutView, AppError> {
     Ok(state.engine.rollback(&host_pool_id, &policy).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn plan_ring_rollout(
+    state: State<'_, AppState>,
+    ring: String,
+    version: String,
+    policy: RolloutPolicy,
+) -> Result<RingPlan, AppError> {
+    Ok(state.engine.plan_ring_rollout(&ring, &version, &policy)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn start_ring_rollout(
+    state: State<'_, AppState>,
+    ring: String,
+    version: String,
+    policy: RolloutPolicy,
+) -> Result<Vec<RolloutView>, AppError> {
+    Ok(state.engine.start_ring_rollout(&ring, &version, &policy).await?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn plan_ring_rollback(
+    state: State<'_, AppState>,
+    ring: String,
+    policy: RolloutPolicy,
+) -> Result<RingPlan, AppError> {
+    Ok(state.engine.plan_ring_rollback(&ring, &policy)?)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn rollback_ring(
+    state: State<'_, AppState>,
+    ring: String,
+    policy: RolloutPolicy,
+) -> Result<Vec<RolloutView>, AppError> {
+    Ok(state.engine.rollback_ring(&ring, &policy).await?)
 }
 
 // ---- golden master, script collections, capture, releases ----
@@ -567,6 +609,10 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             retry_rollout,
             plan_rollback,
             rollback_pool,
+            plan_ring_rollout,
+            start_ring_rollout,
+            plan_ring_rollback,
+            rollback_ring,
             get_golden_masters,
             register_master,
             get_collections,

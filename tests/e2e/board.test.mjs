@@ -162,15 +162,19 @@ test("a rollout and a one-click rollback run to completion in the real window", 
     const bar = await topBar();
     throw new Error(`the inventory refresh after the rollout never finished; top bar: ${bar}\n${diagnose("refresh-stuck")}`);
   });
-  await openPoolMenu("hp-test-weu");
-  await browser.$('[data-testid="pool-rollback"]').click();
-  const summary = browser.$('[data-testid="rollback-summary"]');
-  await summary.waitForExist({ timeout: 15_000 });
-  await browser.waitUntil(async () => /2026\.1127\.1/.test(await summary.getText()), {
+  // The ring's one-click rollback: every pool the rollout changed goes back to its known-good release.
+  await browser.$('[data-testid="nav-rings"]').click();
+  const ringRollback = browser.$('[data-testid="ring-lane"][data-ring="Test"] [data-testid="ring-rollback"]');
+  await ringRollback.waitForClickable({ timeout: 15_000 });
+  await ringRollback.click();
+  const pools = browser.$('[data-testid="ring-plan-pools"]');
+  await pools.waitForExist({ timeout: 15_000 });
+  await browser.waitUntil(async () => /hp-test-weu[\s\S]*2026\.1127\.1/.test(await pools.getText()), {
     timeout: 15_000,
-    timeoutMsg: "the rollback did not name 2026.1127.1",
+    timeoutMsg: "the ring rollback did not take hp-test-weu back to 2026.1127.1",
   });
-  const confirm = browser.$('[data-testid="confirm-rollback"]');
+  await browser.saveScreenshot(path.join(artifacts, "ring-rollback.png"));
+  const confirm = browser.$('[data-testid="confirm-ring"]');
   await browser.waitUntil(async () => await confirm.isEnabled(), { timeout: 15_000 });
   await confirm.click();
   await browser.waitUntil(

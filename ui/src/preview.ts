@@ -143,6 +143,15 @@ if (dialogPool) {
   }, 600);
 }
 
+// ?ringrollout=<ring name> or ?ringrollback=<ring name>: press that lane's button.
+const ringLane = params.get("ringrollout") ?? params.get("ringrollback");
+if (ringLane) {
+  setTimeout(() => {
+    const lane = document.querySelector<HTMLElement>(`[data-testid="ring-lane"][data-ring="${ringLane}"]`);
+    lane?.querySelector<HTMLButtonElement>(params.has("ringrollout") ? '[data-testid="ring-rollout"]' : '[data-testid="ring-rollback"]')?.click();
+  }, 600);
+}
+
 // ?focus=<data-testid>: focus an element once rendered, to check focus rings in screenshots.
 const focusId = params.get("focus");
 if (focusId) {

@@ -22,6 +22,10 @@ export const commands = {
 	retryRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("retry_rollout", { id })),
 	planRollback: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutPlan, AppError>(__TAURI_INVOKE("plan_rollback", { hostPoolId, policy })),
 	rollbackPool: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("rollback_pool", { hostPoolId, policy })),
+	planRingRollout: (ring: string, version: string, policy: RolloutPolicy) => typedError<RingPlan, AppError>(__TAURI_INVOKE("plan_ring_rollout", { ring, version, policy })),
+	startRingRollout: (ring: string, version: string, policy: RolloutPolicy) => typedError<RolloutView[], AppError>(__TAURI_INVOKE("start_ring_rollout", { ring, version, policy })),
+	planRingRollback: (ring: string, policy: RolloutPolicy) => typedError<RingPlan, AppError>(__TAURI_INVOKE("plan_ring_rollback", { ring, policy })),
+	rollbackRing: (ring: string, policy: RolloutPolicy) => typedError<RolloutView[], AppError>(__TAURI_INVOKE("rollback_ring", { ring, policy })),
 	getGoldenMasters: () => typedError<GoldenMaster[], AppError>(__TAURI_INVOKE("get_golden_masters")),
 	registerMaster: (registration: MasterRegistration) => typedError<GoldenMaster, AppError>(__TAURI_INVOKE("register_master", { registration })),
 	getCollections: () => typedError<ScriptCollection[], AppError>(__TAURI_INVOKE("get_collections")),
@@ -667,6 +671,25 @@ export type RingLane = {
 	dominantVersion: string | null,
 };
 
+/**  What rolling a ring out (or back) would do, pool by pool. */
+export type RingPlan = {
+	ring: string,
+	ringName: string,
+	/**  The release every pool goes to; for a rollback each pool's plan names its own last known-good release. */
+	version: string | null,
+	rollback: boolean,
+	/**  The pools that would change, each with its own plan. */
+	pools: RolloutPlan[],
+	/**  Pools with nothing to do, and why. */
+	skipped: SkippedPool[],
+	/**  Everything that stops the start, one line each ("pool: problem"); empty when it can start. */
+	blockers: string[],
+	hosts: number,
+	usersNow: number,
+	/**  The pools run side by side: the longest pool's estimate. */
+	estimatedMinutes: number,
+};
+
 export type RolloutEvent = {
 	at: string,
 	host: string | null,
@@ -864,6 +887,11 @@ export type SignOffEvidence = {
 	sha256: string,
 	/**  The canonical JSON the hash is taken over. */
 	bundle: string,
+};
+
+export type SkippedPool = {
+	poolName: string,
+	reason: string,
 };
 
 export type StageCount = {

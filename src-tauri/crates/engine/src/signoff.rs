@@ -678,23 +678,14 @@ impl Engine {
         let next = check.next_ring.clone().unwrap_or_default();
         // Plan every pool first: a promotion starts everywhere or nowhere.
         let policy = RolloutPolicy::default();
-        let mut targets = Vec::new();
-        let mut blocked = Vec::new();
-        for p in self.store.pools()?.into_iter().filter(|p| p.ring == next) {
-            // A pool already running the release has nothing to replace.
-            let hosts = self.store.hosts_of_pool(&p.id)?;
-            if !hosts.is_empty() && hosts.iter().all(|l| l.host.image_version == version) {
-                continue;
-            }
-            let plan = self.plan_rollout(&p.id, version, &policy)?;
-            blocked.extend(plan.blockers.iter().map(|b| format!("{}: {}", p.name, b.message)));
-            targets.push(p.id);
-        }
-        if !blocked.is_empty() {
+        let plan = self.plan_ring_rollout(&next, version, &policy)?;
+        // A next ring already on the release is promoted with nothing to start.
+        let already_there = plan.pools.is_empty() && !plan.skipped.is_empty();
+        if !plan.blockers.is_empty() && !already_there {
             return Err(EngineError::InvalidInput(format!(
                 "{version} cannot enter the {} ring yet: {}",
                 check.next_ring_name.unwrap_or_default(),
-                blocked.join("; ")
+                plan.blockers.join("; ")
             )));
         }
         self.audit(
@@ -703,8 +694,8 @@ impl Engine {
             json!({"from": check.ring, "to": next, "evidenceSha256": check.evidence_sha256, "pools": check.next_pools}),
         )?;
         let mut started = Vec::new();
-        for id in targets {
-            started.push(self.start_rollout(&id, version, &policy).await?);
+        for p in &plan.pools {
+            started.push(self.start_rollout(&p.host_pool_id, version, &policy).await?);
         }
         Ok(started)
     }

@@ -429,3 +429,66 @@ async fn an_ad_ds_profile_joins_new_hosts_with_a_password_only_the_secret_store_
     assert!(done.hosts.iter().all(|h| h.stage == ringmaster_engine::HostStage::Queued), "no host was touched");
     assert!(common::stats(&sim).await["specViolations"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_rolls_out_and_back_in_every_pool_or_in_none() {
+    let sim = start_sim().await;
+    let engine = Engine::new(Arc::new(Store::open_in_memory().unwrap()));
+    engine.connect(connection(&sim));
+    engine.set_promotion_enforced(false).unwrap();
+    engine.refresh(&|_| {}).await.unwrap();
+
+    // 2026.1127.1 is still replicating to North Europe: the whole ring waits, and nothing starts.
+    let plan = engine.plan_ring_rollout("pilot", "2026.1127.1", &policy(3)).unwrap();
+    assert_eq!((plan.ring_name.as_str(), plan.pools.len()), ("Pilot", 2));
+    assert!(plan.blockers.iter().any(|b| b.starts_with("hp-pilot-neu: ")), "{:?}", plan.blockers);
+    assert!(plan.blockers.iter().all(|b| !b.starts_with("hp-pilot-weu")), "{:?}", plan.blockers);
+    let err = engine.start_ring_rollout("pilot", "2026.1127.1", &policy(3)).await.unwrap_err().to_string();
+    assert!(err.contains("the Pilot ring cannot be rolled out: hp-pilot-neu: "), "{err}");
+    assert!(engine.rollouts().unwrap().is_empty(), "all or nothing");
+
+    // A release replicated everywhere goes to both pools at once, each under its own cap.
+    let plan = engine.plan_ring_rollout("pilot", "2026.1120.2", &policy(3)).unwrap();
+    assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
+    assert_eq!(plan.hosts, plan.pools.iter().map(|p| p.hosts.len() as u32).sum::<u32>());
+    // North Europe already runs it.
+    assert_eq!(plan.pools.iter().map(|p| p.pool_name.as_str()).collect::<Vec<_>>(), ["hp-pilot-weu"]);
+    assert_eq!(plan.skipped[0].pool_name, "hp-pilot-neu");
+    assert_eq!(plan.skipped[0].reason, "already on 2026.1120.2");
+    let started = engine.start_ring_rollout("pilot", "2026.1120.2", &policy(3)).await.unwrap();
+    assert_eq!(started.len(), 1);
+    for r in &started {
+        let done = wait_finished(&engine, &r.id, Duration::from_secs(120)).await;
+        assert_eq!(done.state, RolloutState::Completed, "{}: {:?}", done.pool_name, done.reason);
+    }
+    let again = engine.plan_ring_rollout("pilot", "2026.1120.2", &policy(3)).unwrap();
+    assert_eq!(again.skipped.len(), 2, "both pools already on it");
+    assert_eq!(again.blockers, ["no pool of the ring has anything to replace"]);
+
+    // One click takes every pool back to its own known-good release.
+    let back = engine.plan_ring_rollback("pilot", &policy(3)).unwrap();
+    assert!(back.blockers.is_empty(), "{:?}", back.blockers);
+    assert_eq!(back.pools.len(), 1, "only what the rollout changed");
+    assert_eq!(
+        (back.skipped[0].pool_name.as_str(), back.skipped[0].reason.as_str()),
+        ("hp-pilot-neu", "no rollout to undo")
+    );
+    for p in &back.pools {
+        assert_eq!(Some(p.target_version.clone()), engine.last_known_good(&p.host_pool_id).unwrap());
+        assert_ne!(p.target_version, "2026.1120.2");
+    }
+    let rolled = engine.rollback_ring("pilot", &policy(3)).await.unwrap();
+    assert_eq!(rolled.len(), back.pools.len());
+    for r in &rolled {
+        assert_eq!(r.kind, "rollback");
+        let done = wait_finished(&engine, &r.id, Duration::from_secs(120)).await;
+        assert_eq!(done.state, RolloutState::Completed, "{}: {:?}", done.pool_name, done.reason);
+    }
+    let audit = engine.audit_log(None, 100).unwrap().entries;
+    for action in ["ring.rollout", "ring.rollback"] {
+        assert_eq!(audit.iter().filter(|e| e.action == action).count(), 1, "{action}");
+    }
+    let s = stats(&sim).await;
+    assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
+    assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+}
