@@ -57,8 +57,12 @@ pub async fn get_connection(state: State<'_, AppState>) -> Result<ConnectionInfo
 
 #[tauri::command]
 #[specta::specta]
-pub async fn get_default_policy(state: State<'_, AppState>) -> Result<RolloutPolicy, AppError> {
-    Ok(state.engine.default_policy())
+pub async fn get_default_policy(
+    state: State<'_, AppState>,
+    host_pool_id: Option<String>,
+    ring: Option<String>,
+) -> Result<RolloutPolicy, AppError> {
+    Ok(state.engine.policy_for(host_pool_id.as_deref(), ring.as_deref())?)
 }
 
 #[tauri::command]

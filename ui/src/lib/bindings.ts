@@ -11,7 +11,7 @@ export const commands = {
 	cancelRefresh: () => typedError<null, AppError>(__TAURI_INVOKE("cancel_refresh")),
 	getSyncStatus: () => typedError<SyncStatus, AppError>(__TAURI_INVOKE("get_sync_status")),
 	getConnection: () => typedError<ConnectionInfo, AppError>(__TAURI_INVOKE("get_connection")),
-	getDefaultPolicy: () => typedError<RolloutPolicy, AppError>(__TAURI_INVOKE("get_default_policy")),
+	getDefaultPolicy: (hostPoolId: string | null, ring: string | null) => typedError<RolloutPolicy, AppError>(__TAURI_INVOKE("get_default_policy", { hostPoolId, ring })),
 	planRollout: (hostPoolId: string, version: string, policy: RolloutPolicy) => typedError<RolloutPlan, AppError>(__TAURI_INVOKE("plan_rollout", { hostPoolId, version, policy })),
 	startRollout: (hostPoolId: string, version: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("start_rollout", { hostPoolId, version, policy })),
 	listRollouts: () => typedError<RolloutSummary[], AppError>(__TAURI_INVOKE("list_rollouts")),
@@ -657,6 +657,11 @@ export type RingGates = {
 	bakeHours?: number,
 	/**  Roll the ring back to its last known-good release, without waiting for a person, when a gate fails. */
 	autoRollback?: boolean,
+	/**
+	 *  How releases are rolled out in this ring (ring rollouts, promotion into it, its rollbacks, and the start
+	 *  dialog's defaults for its pools); none = the app's defaults.
+	 */
+	rollout?: RolloutPolicy | null,
 };
 
 export type RingLane = {

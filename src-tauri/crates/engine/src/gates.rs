@@ -115,6 +115,10 @@ pub struct RingGates {
     /// Roll the ring back to its last known-good release, without waiting for a person, when a gate fails.
     #[serde(default)]
     pub auto_rollback: bool,
+    /// How releases are rolled out in this ring (ring rollouts, promotion into it, its rollbacks, and the start
+    /// dialog's defaults for its pools); none = the app's defaults.
+    #[serde(default)]
+    pub rollout: Option<crate::model::RolloutPolicy>,
 }
 
 impl RingGates {
@@ -250,7 +254,32 @@ impl Engine {
             approver_group: None,
             bake_hours: 0,
             auto_rollback: false,
+            rollout: None,
         })
+    }
+
+    /// The ring's rollout policy (the app's defaults unless the ring sets one).
+    pub fn ring_policy(&self, ring: &str) -> Result<crate::model::RolloutPolicy, EngineError> {
+        Ok(self.ring_gates(ring)?.rollout.unwrap_or_default())
+    }
+
+    /// The policy a rollout starts from: its ring's (given, or the pool's), else the app's defaults.
+    pub fn policy_for(
+        &self,
+        host_pool_id: Option<&str>,
+        ring: Option<&str>,
+    ) -> Result<crate::model::RolloutPolicy, EngineError> {
+        let ring = match (ring.filter(|r| !r.trim().is_empty()), host_pool_id) {
+            (Some(r), _) => Some(r.to_string()),
+            (None, Some(pool)) => {
+                self.store.pools()?.into_iter().find(|p| p.id.eq_ignore_ascii_case(pool)).map(|p| p.ring)
+            }
+            (None, None) => None,
+        };
+        match ring.filter(|r| !r.is_empty()) {
+            Some(r) => self.ring_policy(&r),
+            None => Ok(crate::model::RolloutPolicy::default()),
+        }
     }
 
     pub fn set_ring_gates(&self, g: &RingGates) -> Result<RingGates, EngineError> {
@@ -275,6 +304,14 @@ impl Engine {
                 return Err(EngineError::InvalidInput(
                     "the script gate's collection does not exist; pick one of the Build view's collections".into(),
                 ));
+            }
+        }
+        if let Some(policy) = &g.rollout {
+            // Pool sizes differ within a ring: the cap is checked against each pool when a rollout is planned.
+            let problems = crate::rollout::validate_policy(policy, 0);
+            if !problems.is_empty() {
+                let said: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                return Err(EngineError::InvalidInput(format!("the rollout policy: {}", said.join(" "))));
             }
         }
         if g.approvals_required > 10 {
@@ -420,7 +457,7 @@ impl Engine {
                     let _ = runner.abort(&r.id);
                 }
             }
-            match self.rollback_for(&p.id, &crate::model::RolloutPolicy::default(), Some(&why)).await {
+            match self.rollback_for(&p.id, &self.ring_policy(ring).unwrap_or_default(), Some(&why)).await {
                 Ok(view) if view.state == crate::model::RolloutState::Running => rolled.push(p.name.clone()),
                 Ok(view) => {
                     problems.push(format!("{}: {}", p.name, view.reason.unwrap_or_else(|| "not started".into())))

@@ -285,7 +285,7 @@ pub enum DrainMode {
     ForceLogoff,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutPolicy {
     pub capacity: CapacityLimit,

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::build::{parse_time, sha256_hex};
 use crate::gates::{GateKind, RingGates};
-use crate::model::{RolloutPolicy, RolloutView};
+use crate::model::RolloutView;
 use crate::release::when;
 use crate::rings::{ring_display_name, version_row};
 use crate::{Engine, EngineError};
@@ -677,7 +677,7 @@ impl Engine {
         }
         let next = check.next_ring.clone().unwrap_or_default();
         // Plan every pool first: a promotion starts everywhere or nowhere.
-        let policy = RolloutPolicy::default();
+        let policy = self.ring_policy(&next)?;
         let plan = self.plan_ring_rollout(&next, version, &policy)?;
         // A next ring already on the release is promoted with nothing to start.
         let already_there = plan.pools.is_empty() && !plan.skipped.is_empty();

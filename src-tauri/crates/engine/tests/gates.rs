@@ -130,6 +130,39 @@ async fn gate_configuration_is_validated() {
     assert!(engine.run_gates("2026.1120.2", "pilot").unwrap_err().to_string().contains("no gates"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_keeps_its_own_rollout_policy_and_its_pools_start_from_it() {
+    use ringmaster_engine::{CapacityLimit, DrainMode, RolloutPolicy};
+    let sim = common::start_sim(Seed::Demo, TIME_SCALE).await;
+    let engine = Arc::new(Engine::new(Arc::new(Store::open_in_memory().unwrap())));
+    engine.connect(common::connection(&sim, TIME_SCALE, common::retry_policy()));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = common::test_pool(&sim);
+    assert_eq!(engine.policy_for(Some(&pool), None).unwrap(), RolloutPolicy::default(), "the app's defaults");
+
+    let careful = RolloutPolicy {
+        capacity: CapacityLimit::Percent { percent: 10 },
+        drain_mode: DrainMode::WaitForLogoff,
+        logoff_delay_minutes: 0,
+        message: String::new(),
+        max_failures: 2,
+        canary: true,
+    };
+    let mut gates = engine.ring_gates("test").unwrap();
+    gates.rollout = Some(RolloutPolicy { logoff_delay_minutes: 90, ..careful.clone() });
+    let err = engine.set_ring_gates(&gates).unwrap_err().to_string();
+    assert!(err.contains("the rollout policy: 90 minutes is too long"), "{err}");
+    gates.rollout = Some(RolloutPolicy { capacity: CapacityLimit::Percent { percent: 0 }, ..careful.clone() });
+    assert!(engine.set_ring_gates(&gates).unwrap_err().to_string().contains("use 1 to 100 %"));
+    gates.rollout = Some(careful.clone());
+    engine.set_ring_gates(&gates).unwrap();
+
+    assert_eq!(engine.ring_policy("test").unwrap(), careful);
+    assert_eq!(engine.policy_for(Some(&pool), None).unwrap(), careful, "a pool of the ring starts from it");
+    assert_eq!(engine.policy_for(None, Some("test")).unwrap(), careful);
+    assert_eq!(engine.policy_for(None, Some("pilot")).unwrap(), RolloutPolicy::default(), "other rings keep theirs");
+}
+
 /// Print a page to PDF with headless Chromium; `None` when Chromium is not installed (outside CI).
 fn print_to_pdf(html: &std::path::Path, pdf: &std::path::Path) -> Option<bool> {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
