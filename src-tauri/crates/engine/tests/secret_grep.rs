@@ -144,6 +144,15 @@ async fn no_token_reaches_sqlite_logs_exports_or_ui_payloads() {
     keep(&engine.refresh(&|_| {}).await.unwrap());
     keep(&engine.board().unwrap());
     let pool = common::test_pool(&sim);
+    // The Test pool's hosts join AD DS: the join account's password goes through the profile and the rollout.
+    const JOIN_PASSWORD: &str = "Ad-J0in-Secret!planted";
+    let mut profile = engine.pool_profile(&pool).await.unwrap();
+    profile.join_type = "ActiveDirectory".into();
+    profile.domain = "corp.contoso.com".into();
+    profile.join_user = "svc-avdjoin@corp.contoso.com".into();
+    profile.join_password = Some(JOIN_PASSWORD.into());
+    keep(&engine.set_pool_profile(&pool, &profile).await.unwrap());
+    keep(&engine.pool_profile(&pool).await.unwrap());
     let policy = common::quick_policy();
     let view = engine.start_rollout(&pool, "2026.1120.2", &policy).await.unwrap();
     let started = Instant::now();
@@ -185,6 +194,7 @@ async fn no_token_reaches_sqlite_logs_exports_or_ui_payloads() {
     assert!(refresh_tokens >= 2, "the refresh token rotated at least once ({refresh_tokens} seen)");
     assert!(secrets_planted.len() >= 4, "access and refresh tokens recorded: {}", secrets_planted.len());
     secrets_planted.push(r.le_token.clone());
+    secrets_planted.push(JOIN_PASSWORD.to_string());
 
     let mut places: Vec<(String, Vec<u8>)> = Vec::new();
     for f in [db.clone(), dir.path().join("grep.db-wal")].into_iter().chain(files_under(&export)) {
