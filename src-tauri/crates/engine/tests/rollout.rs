@@ -332,16 +332,7 @@ async fn an_edited_deployment_profile_builds_the_next_hosts() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let vm_id = engine.store().rollout_hosts(&view.id).unwrap()[0].vm_id.clone();
-    let client = ringmaster_azure::simulated_tenant_client(
-        &sim.ready.arm,
-        &sim.ready.login,
-        &std::fs::read(&sim.ready.ca_cert).unwrap(),
-        &sim.ready.tenant_id,
-        &sim.ready.client_id,
-        &sim.ready.client_secret,
-        common::retry_policy(),
-    )
-    .unwrap();
+    let client = common::tenant_client(&sim, common::retry_policy());
     let vm = ringmaster_azure::ops::get_vm(&client, &vm_id).await.unwrap().unwrap();
     assert_eq!(vm["properties"]["hardwareProfile"]["vmSize"], "Standard_D8s_v5");
     assert_eq!(vm["properties"]["storageProfile"]["osDisk"]["managedDisk"]["storageAccountType"], "StandardSSD_LRS");
@@ -389,16 +380,7 @@ async fn an_ad_ds_profile_joins_new_hosts_with_a_password_only_the_secret_store_
 
     // Every new host got the join extension (settings in the clear, the password only in protected settings,
     // which Azure never returns) and the AVD agent set for a domain join.
-    let client = ringmaster_azure::simulated_tenant_client(
-        &sim.ready.arm,
-        &sim.ready.login,
-        &std::fs::read(&sim.ready.ca_cert).unwrap(),
-        &sim.ready.tenant_id,
-        &sim.ready.client_id,
-        &sim.ready.client_secret,
-        common::retry_policy(),
-    )
-    .unwrap();
+    let client = common::tenant_client(&sim, common::retry_policy());
     let q = [("api-version", "2024-07-01")];
     for host in engine.store().rollout_hosts(&view.id).unwrap() {
         let join: Value = client.get_json(&format!("{}/extensions/joindomain", host.vm_id), &q, "join").await.unwrap();

@@ -26,12 +26,17 @@ pub fn retry_policy() -> RetryPolicy {
     }
 }
 
+/// An ARM client of the sim's app registration, to look at the tenant the way a test's assertions need.
+pub fn tenant_client(sim: &SimHandle, policy: RetryPolicy) -> ringmaster_azure::ArmClient {
+    let r = &sim.ready;
+    let ca = std::fs::read(&r.ca_cert).unwrap();
+    simulated_tenant_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.client_id, &r.client_secret, policy).unwrap()
+}
+
 /// A connection to `sim` whose executors run at the sim's `time_scale`.
 pub fn connection(sim: &SimHandle, time_scale: f64, policy: RetryPolicy) -> TenantConnection {
     let r = &sim.ready;
-    let ca = std::fs::read(&r.ca_cert).unwrap();
-    let client =
-        simulated_tenant_client(&r.arm, &r.login, &ca, &r.tenant_id, &r.client_id, &r.client_secret, policy).unwrap();
+    let client = tenant_client(sim, policy);
     TenantConnection {
         client,
         mode: "demo".into(),
