@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         Some("rollout-worker") => return rollout_worker(&args[1..]).await,
         Some("capture") => return capture(&args[1..]).await,
         Some("capture-worker") => return capture_worker(&args[1..]).await,
-        _ => bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]\n       ringmaster-bench rollout [--hosts N] [--cap K] [--time-scale X]\n       ringmaster-bench capture [--time-scale X] [--latency-ms N]"),
+        _ => bail!("usage: ringmaster-bench inventory [--seed demo|large] [--latency-ms N]\n       ringmaster-bench rollout [--hosts N] [--cap K] [--time-scale X] [--fixed-polling]\n       ringmaster-bench capture [--time-scale X] [--latency-ms N]"),
     }
     let mut seed = Seed::Large;
     let mut latency_ms = 30;
@@ -132,6 +132,8 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
     let hosts: usize = flag(args, "--hosts", 1000)?;
     let cap: u32 = flag(args, "--cap", 50)?;
     let scale: f64 = flag(args, "--time-scale", 300.0)?;
+    // The baseline for the request count: every long-running step polled from its start.
+    let fixed_polling = args.iter().any(|a| a == "--fixed-polling");
     let sim =
         ringmaster_sim::start(SimConfig { seed: Seed::Rollout(hosts), time_scale: scale, ..SimConfig::default() })
             .await?;
@@ -139,7 +141,7 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
     let ca = std::fs::read(&r.ca_cert)?;
     let client = azure_paced_client(&r, &ca, scale)?;
     let dir = tempfile::tempdir()?;
-    let engine = engine_for(client.clone(), &r, &dir.path().join("rollout.db"), scale)?;
+    let engine = engine_for(client.clone(), &r, &dir.path().join("rollout.db"), scale, !fixed_polling)?;
     engine.refresh(&|_| {}).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let pool = format!(
         "/subscriptions/{}/resourceGroups/rg-avd-prod/providers/Microsoft.DesktopVirtualization/hostPools/hp-prod-bench",
@@ -254,7 +256,7 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
     let version = text_flag(args, "--version")?;
     let cap: u32 = flag(args, "--cap", 2)?;
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
-    let engine = engine_for(worker_client(&ready)?, &ready, &db, scale)?;
+    let engine = engine_for(worker_client(&ready)?, &ready, &db, scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().rollouts()?.into_iter().next() {
         Some(r) => r.id,
@@ -324,6 +326,7 @@ fn engine_for(
     ready: &ringmaster_sim::ReadyInfo,
     db: &std::path::Path,
     scale: f64,
+    learn_pace: bool,
 ) -> anyhow::Result<Engine> {
     let engine = Engine::new(Arc::new(Store::open(db)?));
     engine.connect(TenantConnection {
@@ -333,7 +336,7 @@ fn engine_for(
         tenant_name: ready.tenant_name.clone(),
         cloud: "Simulated".into(),
         authority_host: ready.login.clone(),
-        executor: ExecutorConfig::for_time_scale(scale),
+        executor: ExecutorConfig { learn_pace, ..ExecutorConfig::for_time_scale(scale) },
         build: ringmaster_engine::BuildConfig::for_time_scale(scale),
         principal: "ringmaster-bench".into(),
         login_enterprise: None,
@@ -387,7 +390,7 @@ async fn capture(args: &[String]) -> anyhow::Result<()> {
     let client = azure_paced_client(&r, &ca, scale)?;
     let http = ringmaster_azure::http_client(Some(&ca))?;
     let dir = tempfile::tempdir()?;
-    let engine = engine_for(client.clone(), &r, &dir.path().join("capture.db"), scale)?;
+    let engine = engine_for(client.clone(), &r, &dir.path().join("capture.db"), scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     engine.refresh(&|_| {}).await.map_err(err)?;
     let master = ensure_master(&engine).await?;
@@ -456,7 +459,7 @@ async fn capture_worker(args: &[String]) -> anyhow::Result<()> {
         serde_json::from_str(&std::fs::read_to_string(text_flag(args, "--ready")?)?)?;
     let db = std::path::PathBuf::from(text_flag(args, "--db")?);
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
-    let engine = engine_for(worker_client(&ready)?, &ready, &db, scale)?;
+    let engine = engine_for(worker_client(&ready)?, &ready, &db, scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().captures()?.into_iter().next() {
         Some(c) => c.id,

@@ -48,6 +48,9 @@ pub struct ExecutorConfig {
     pub verify_timeout: Duration,
     /// Give up waiting for users to leave (wait-for-logoff) after this long.
     pub logoff_timeout: Duration,
+    /// Poll long-running steps on the schedule learned from Azure's run times (off: poll from the start, as a
+    /// baseline for the benchmark).
+    pub learn_pace: bool,
 }
 
 impl Default for ExecutorConfig {
@@ -57,6 +60,7 @@ impl Default for ExecutorConfig {
             poll: Duration::from_secs(15),
             verify_timeout: Duration::from_secs(45 * 60),
             logoff_timeout: Duration::from_secs(12 * 3600),
+            learn_pace: true,
         }
     }
 }
@@ -78,6 +82,7 @@ impl ExecutorConfig {
             // busy machine must not turn into a failed host.
             verify_timeout: s(d.verify_timeout).max(Duration::from_secs(60)),
             logoff_timeout: s(d.logoff_timeout).max(Duration::from_secs(60)),
+            learn_pace: true,
         }
     }
 }
@@ -541,6 +546,14 @@ impl Rollouts {
         }
     }
 
+    fn waits(&self, step: Step) -> [Duration; 2] {
+        if self.config.learn_pace {
+            self.pace.waits(step)
+        } else {
+            [Duration::ZERO; 2]
+        }
+    }
+
     fn join_password(&self, host_pool_id: &str) -> Option<ringmaster_secrets::Secret> {
         let secrets = self.secrets.lock().ok()?.clone()?;
         secrets.get(DOMAIN_JOIN_SECRETS, &host_pool_id.to_ascii_lowercase()).ok().flatten()
@@ -979,7 +992,7 @@ impl Rollouts {
                 HostStage::Removing => {
                     self.enter(ctx, &name, HostStage::Removing, "Removing the session host and its VM")?;
                     ops::delete_session_host(&self.client, &pool, &name).await?;
-                    let took = ops::delete_vm_after(&self.client, &vm_id, self.pace.waits(Step::DeleteVm)).await?;
+                    let took = ops::delete_vm_after(&self.client, &vm_id, self.waits(Step::DeleteVm)).await?;
                     self.pace.learn(Step::DeleteVm, took, self.config.scale());
                     stage = HostStage::Creating;
                 }
@@ -992,7 +1005,7 @@ impl Rollouts {
                     )?;
                     // A NIC of this name that outlived its VM (deleteOption Detach) is updated in place, not
                     // orphaned.
-                    let waits = self.pace.waits(Step::CreateNic);
+                    let waits = self.waits(Step::CreateNic);
                     let took = ops::put_nic_after(&self.client, &nic_id, &ctx.profile.nic_body(), waits).await?;
                     self.pace.learn(Step::CreateNic, took, self.config.scale());
                     let body = ctx.profile.vm_body(
@@ -1003,7 +1016,7 @@ impl Rollouts {
                         &admin_password(),
                     );
                     // A VM that fails to provision fails its operation, which is the error returned here.
-                    let took = ops::put_vm_after(&self.client, &vm_id, &body, self.pace.waits(Step::CreateVm)).await?;
+                    let took = ops::put_vm_after(&self.client, &vm_id, &body, self.waits(Step::CreateVm)).await?;
                     self.pace.learn(Step::CreateVm, took, self.config.scale());
                     stage = HostStage::Registering;
                 }
@@ -1011,7 +1024,7 @@ impl Rollouts {
                     if let (Some(join), Some(password)) = (&ctx.profile.domain_join, &ctx.join_password) {
                         self.enter(ctx, &name, HostStage::Registering, &format!("Joining {}", join.domain))?;
                         let body = ctx.profile.join_body(join, password.expose());
-                        let waits = self.pace.waits(Step::JoinDomain);
+                        let waits = self.waits(Step::JoinDomain);
                         let took =
                             ops::put_extension_after(&self.client, &vm_id, JOIN_EXTENSION_NAME, &body, waits).await?;
                         self.pace.learn(Step::JoinDomain, took, self.config.scale());
@@ -1019,7 +1032,7 @@ impl Rollouts {
                     self.enter(ctx, &name, HostStage::Registering, "Registering the AVD agent")?;
                     let token = self.registration_token(&pool).await?;
                     let body = ctx.profile.extension_body(&ctx.record.pool_name, &token);
-                    let waits = self.pace.waits(Step::InstallAgent);
+                    let waits = self.waits(Step::InstallAgent);
                     let took = ops::put_extension_after(&self.client, &vm_id, EXTENSION_NAME, &body, waits).await?;
                     self.pace.learn(Step::InstallAgent, took, self.config.scale());
                     registered_at = Some(self.client.server_now());
@@ -1152,7 +1165,7 @@ impl Rollouts {
         let mut checks = 0u32;
         // The agent takes minutes to register: look when registrations have usually finished, then when nearly all
         // have, then every poll interval.
-        let waits = self.pace.waits(Step::Register);
+        let waits = self.waits(Step::Register);
         tokio::time::sleep(waits[0]).await;
         loop {
             if let Some(h) = ops::get_session_host(&self.client, &ctx.record.host_pool_id, name).await? {
