@@ -746,6 +746,7 @@ export type RolloutState = "running" | "paused" | "completed" | "failed" | "abor
 export type RolloutSummary = {
 	id: string,
 	kind: string,
+	hostPoolId: string,
 	poolName: string,
 	ring: string,
 	targetVersion: string,

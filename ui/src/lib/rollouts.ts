@@ -103,6 +103,7 @@ export function summaryOf(view: RolloutView): RolloutSummary {
   return {
     id: view.id,
     kind: view.kind,
+    hostPoolId: view.hostPoolId,
     poolName: view.poolName,
     ring: view.ring,
     targetVersion: view.targetVersion,

@@ -247,6 +247,7 @@ export function summary(id: string, state: RolloutState, extra: Partial<RolloutS
   return {
     id,
     kind: "rollout",
+    hostPoolId: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DesktopVirtualization/hostPools/hp-test-01",
     poolName: "hp-test-01",
     ring: "Test",
     targetVersion: "2026.1127.1",

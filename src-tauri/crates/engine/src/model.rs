@@ -503,6 +503,7 @@ pub struct RolloutView {
 pub struct RolloutSummary {
     pub id: String,
     pub kind: String,
+    pub host_pool_id: String,
     pub pool_name: String,
     pub ring: String,
     pub target_version: String,

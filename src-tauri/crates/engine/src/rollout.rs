@@ -1287,6 +1287,7 @@ pub fn summaries(store: &Store) -> Result<Vec<RolloutSummary>, EngineError> {
             state: RolloutState::parse(&r.state),
             id: r.id,
             kind: r.kind,
+            host_pool_id: r.host_pool_id,
             pool_name: r.pool_name,
             ring: r.ring,
             target_version: r.target_version,

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { flushSync } from "svelte";
-import { makeBoard, makeVersions } from "../../test/fixtures";
+import { makeBoard, makeVersions, summary } from "../../test/fixtures";
 import { byTestId, render, text, waitFor } from "../../test/util";
 import { VersionPalette } from "../versions";
 import { Releases } from "../stores/releases.svelte";
@@ -157,6 +157,32 @@ describe("Rings board", () => {
     (await waitFor(() => byTestId(view.target, "pool-rollback")[0]!)).click();
     expect(onrollback).toHaveBeenCalledWith(expect.objectContaining({ name: "hp-pilot-01" }));
     expect(onopenpool).not.toHaveBeenCalled();
+  });
+
+  it("shows each pool's unfinished rollout under its card and opens it, and a whole ring from its lane", () => {
+    const board = makeBoard();
+    const [first, second] = [board.rings[0].pools[0], board.rings[1].pools[0]];
+    const onopenrollout = vi.fn();
+    const onringrollout = vi.fn();
+    const onringrollback = vi.fn();
+    const rollouts = [
+      summary("new", "running", { hostPoolId: first.id.toUpperCase(), done: 3, total: 4 }),
+      summary("old", "failed", { hostPoolId: first.id }),
+      summary("done", "completed", { hostPoolId: second.id }),
+    ];
+    const view = render(RingsView, { board, palette: paletteFor(board), onopenpool: vi.fn(), rollouts, onopenrollout, onringrollout, onringrollback });
+    cleanup.push(view.destroy);
+    const strips = byTestId(view.target, "pool-activity");
+    expect(strips).toHaveLength(1);
+    expect(strips[0].dataset.state).toBe("running");
+    expect(text(strips[0])).toBe("Rollout to 2026.1127.1 Running · 3/4");
+    strips[0].click();
+    expect(onopenrollout).toHaveBeenCalledWith("new");
+    const lane = byTestId(view.target, "ring-lane")[1];
+    (byTestId(lane, "ring-rollout")[0] as HTMLButtonElement).click();
+    (byTestId(lane, "ring-rollback")[0] as HTMLButtonElement).click();
+    expect(onringrollout).toHaveBeenCalledWith(board.rings[1].key, "Pilot");
+    expect(onringrollback).toHaveBeenCalledWith(board.rings[1].key, "Pilot");
   });
 
   it("has no menu when nothing can be started from the board", () => {
