@@ -734,6 +734,8 @@ mod tests {
         RolloutSummary {
             id: "r1".into(),
             kind: "rollout".into(),
+            host_pool_id:
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DesktopVirtualization/hostPools/hp-test".into(),
             pool_name: "hp-test".into(),
             ring: "Test".into(),
             target_version: "2026.1127.1".into(),
