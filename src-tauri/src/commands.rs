@@ -167,6 +167,18 @@ pub async fn start_ring_rollout(
 
 #[tauri::command]
 #[specta::specta]
+pub async fn schedule_ring_rollout(
+    state: State<'_, AppState>,
+    ring: String,
+    version: String,
+    policy: RolloutPolicy,
+    start_at: String,
+) -> Result<Vec<ScheduledRollout>, AppError> {
+    Ok(state.engine.schedule_ring_rollout(&ring, &version, &policy, &start_at)?)
+}
+
+#[tauri::command]
+#[specta::specta]
 pub async fn plan_ring_rollback(
     state: State<'_, AppState>,
     ring: String,
@@ -615,6 +627,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             rollback_pool,
             plan_ring_rollout,
             start_ring_rollout,
+            schedule_ring_rollout,
             plan_ring_rollback,
             rollback_ring,
             get_golden_masters,

@@ -24,6 +24,7 @@ export const commands = {
 	rollbackPool: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("rollback_pool", { hostPoolId, policy })),
 	planRingRollout: (ring: string, version: string, policy: RolloutPolicy) => typedError<RingPlan, AppError>(__TAURI_INVOKE("plan_ring_rollout", { ring, version, policy })),
 	startRingRollout: (ring: string, version: string, policy: RolloutPolicy) => typedError<RolloutView[], AppError>(__TAURI_INVOKE("start_ring_rollout", { ring, version, policy })),
+	scheduleRingRollout: (ring: string, version: string, policy: RolloutPolicy, startAt: string) => typedError<ScheduledRollout[], AppError>(__TAURI_INVOKE("schedule_ring_rollout", { ring, version, policy, startAt })),
 	planRingRollback: (ring: string, policy: RolloutPolicy) => typedError<RingPlan, AppError>(__TAURI_INVOKE("plan_ring_rollback", { ring, policy })),
 	rollbackRing: (ring: string, policy: RolloutPolicy) => typedError<RolloutView[], AppError>(__TAURI_INVOKE("rollback_ring", { ring, policy })),
 	getGoldenMasters: () => typedError<GoldenMaster[], AppError>(__TAURI_INVOKE("get_golden_masters")),

@@ -105,6 +105,32 @@ impl Engine {
         self.start_ring(&plan, policy, "ring.rollout").await
     }
 
+    /// Schedule `version` into every pool of the ring that needs it, for one maintenance window. Each pool's
+    /// rollout re-checks its plan when the window opens (replication and promotion may have cleared by then).
+    pub fn schedule_ring_rollout(
+        &self,
+        ring: &str,
+        version: &str,
+        policy: &RolloutPolicy,
+        start_at: &str,
+    ) -> Result<Vec<crate::schedule::ScheduledRollout>, EngineError> {
+        crate::schedule::parse_window(start_at, time::OffsetDateTime::now_utc()).map_err(EngineError::InvalidInput)?;
+        let plan = self.plan_ring_rollout(ring, version, policy)?;
+        if plan.pools.is_empty() {
+            return Err(EngineError::InvalidInput(format!("nothing to schedule: {}", plan.blockers.join("; "))));
+        }
+        // Every pool's policy check first, so a window is scheduled for all of them or for none.
+        for p in &plan.pools {
+            if let Some(problem) = crate::rollout::validate_policy(policy, p.pool_hosts).first() {
+                return Err(EngineError::InvalidInput(format!(
+                    "the rollout policy needs fixing for {}: {}",
+                    p.pool_name, problem.message
+                )));
+            }
+        }
+        plan.pools.iter().map(|p| self.schedule_rollout(&p.host_pool_id, version, policy, start_at)).collect()
+    }
+
     /// What rolling every pool of the ring back to its own last known-good release would do.
     pub fn plan_ring_rollback(&self, ring: &str, policy: &RolloutPolicy) -> Result<RingPlan, EngineError> {
         let mut plans = Vec::new();

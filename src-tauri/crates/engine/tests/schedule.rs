@@ -80,3 +80,29 @@ async fn a_scheduled_rollout_starts_when_its_window_opens_and_not_before() {
         assert!(actions.iter().any(|x| x == a), "{a} missing from {actions:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_rollout_is_scheduled_for_every_pool_that_needs_it_or_for_none() {
+    let sim = common::start_sim(Seed::Demo, 2000.0).await;
+    let engine = Arc::new(Engine::new(Arc::new(Store::open_in_memory().unwrap())));
+    engine.connect(common::connection(&sim, 2000.0, common::retry_policy()));
+    engine.set_promotion_enforced(false).unwrap();
+    engine.refresh(&|_| {}).await.unwrap();
+    let policy = common::quick_policy();
+    let window = at(time::Duration::hours(3));
+
+    let err =
+        engine.schedule_ring_rollout("pilot", "2026.1120.2", &policy, &at(time::Duration::minutes(-1))).unwrap_err();
+    assert!(err.to_string().contains("in the future"), "{err}");
+    let none_out = RolloutPolicy { capacity: CapacityLimit::Hosts { hosts: 0 }, ..policy.clone() };
+    let err = engine.schedule_ring_rollout("pilot", "2026.1120.2", &none_out, &window).unwrap_err();
+    assert!(err.to_string().contains("needs fixing for hp-pilot-weu"), "{err}");
+    assert!(engine.scheduled_rollouts().unwrap().is_empty(), "none scheduled");
+
+    // North Europe already runs 2026.1120.2: only West Europe gets the window.
+    let scheduled = engine.schedule_ring_rollout("pilot", "2026.1120.2", &policy, &window).unwrap();
+    assert_eq!(scheduled.iter().map(|s| s.pool_name.as_str()).collect::<Vec<_>>(), ["hp-pilot-weu"]);
+    assert_eq!(engine.scheduled_rollouts().unwrap().len(), 1);
+    let err = engine.schedule_ring_rollout("test", "2026.1127.1", &policy, &window).unwrap_err();
+    assert!(err.to_string().contains("nothing to schedule"), "{err}");
+}

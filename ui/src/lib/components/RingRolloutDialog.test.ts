@@ -40,9 +40,11 @@ function open(plan: RingPlan, rollback = false) {
     if (cmd === "get_default_policy") return POLICY;
     if (cmd === "plan_ring_rollout" || cmd === "plan_ring_rollback") return plan;
     if (cmd === "start_ring_rollout" || cmd === "rollback_ring") return [makeRollout(["queued"], { id: "r1" }), makeRollout(["queued"], { id: "r2" })];
+    if (cmd === "schedule_ring_rollout") return [];
     return Promise.reject(`command ${cmd} not found`);
   });
   const onstarted = vi.fn();
+  const onscheduled = vi.fn();
   const view = render(RingRolloutDialog, {
     ring: "pilot",
     ringName: "Pilot",
@@ -51,9 +53,10 @@ function open(plan: RingPlan, rollback = false) {
     palette: new VersionPalette([]),
     onclose: vi.fn(),
     onstarted,
+    onscheduled,
   });
   cleanup.push(view.destroy);
-  return { ...view, onstarted };
+  return { ...view, onstarted, onscheduled };
 }
 
 describe("Ring rollout dialog", () => {
@@ -72,6 +75,22 @@ describe("Ring rollout dialog", () => {
     const startCall = calls.find((c) => c.cmd === "start_ring_rollout");
     expect(startCall?.args).toMatchObject({ ring: "pilot", policy: POLICY });
     expect(onstarted.mock.calls[0][0]).toHaveLength(2);
+  });
+
+  it("schedules every pool into one maintenance window", async () => {
+    const { target, onscheduled } = open(ringPlan());
+    await findByTestId(target, "ring-plan-pools");
+    const schedule = byTestId(target, "ring-schedule")[0] as HTMLButtonElement;
+    expect(schedule.disabled).toBe(true);
+    const at = byTestId(target, "ring-schedule-at")[0] as HTMLInputElement;
+    at.value = "2026-12-01T22:00";
+    at.dispatchEvent(new Event("input", { bubbles: true }));
+    await waitFor(() => expect(schedule.disabled).toBe(false));
+    schedule.click();
+    await waitFor(() => expect(onscheduled).toHaveBeenCalled());
+    const call = calls.find((c) => c.cmd === "schedule_ring_rollout")!.args as { ring: string; startAt: string };
+    expect(call.ring).toBe("pilot");
+    expect(call.startAt).toBe(new Date("2026-12-01T22:00").toISOString());
   });
 
   it("starts nothing while any pool is blocked, and says which", async () => {
