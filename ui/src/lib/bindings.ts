@@ -727,6 +727,8 @@ export type RolloutPlan = {
 	/**  Problems that block the start (policy, replication); empty when it can start. */
 	blockers: PolicyProblem[],
 	warnings: string[],
+	/**  A rollback that starts the standby hosts the last rollout kept, instead of rebuilding. */
+	standbyRestore?: boolean,
 };
 
 export type RolloutPolicy = {
@@ -740,6 +742,12 @@ export type RolloutPolicy = {
 	maxFailures: number,
 	/**  Replace one host first; nothing else starts until it is healthy. */
 	canary: boolean,
+	/**
+	 *  Keep each replaced host's VM deallocated (and its registration drained) as standby until the ring's bake
+	 *  ends: the new host gets the other of two names, and a rollback starts the standby hosts instead of
+	 *  rebuilding. Off: replaced VMs are deleted and hosts are rebuilt under the same names.
+	 */
+	standby?: boolean,
 };
 
 export type RolloutState = "running" | "paused" | "completed" | "failed" | "aborted";

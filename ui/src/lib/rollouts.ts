@@ -87,7 +87,7 @@ export function actionsFor(state: RolloutState): RolloutAction[] {
 
 /** "Rollout" or "Rollback", from `RolloutView.kind`. */
 export function kindLabel(kind: string): string {
-  return kind === "rollback" ? "Rollback" : "Rollout";
+  return kind === "rollback" ? "Rollback" : kind === "restore" ? "Instant rollback" : "Rollout";
 }
 
 /** Newest first (RFC 3339 times compare as text only in one offset, so parse them). */

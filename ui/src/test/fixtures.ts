@@ -161,6 +161,7 @@ export const POLICY: RolloutPolicy = {
   message: "This desktop is being updated. Please save your work and sign out.",
   maxFailures: 1,
   canary: true,
+  standby: false,
 };
 
 export function plannedHost(i: number, extra: Partial<PlannedHost> = {}): PlannedHost {

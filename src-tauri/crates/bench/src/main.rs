@@ -154,6 +154,7 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
         message: "Benchmark rollout".into(),
         max_failures: 10,
         canary: false,
+        standby: false,
     };
     let requests_before = client.requests();
     let throttled_before = client.counters().throttled.load(std::sync::atomic::Ordering::Relaxed);
@@ -256,6 +257,7 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
     let version = text_flag(args, "--version")?;
     let cap: u32 = flag(args, "--cap", 2)?;
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
+    let standby = args.iter().any(|a| a == "--standby");
     let engine = engine_for(worker_client(&ready)?, &ready, &db, scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().rollouts()?.into_iter().next() {
@@ -271,6 +273,7 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
                 message: "Updating this desktop".into(),
                 max_failures: 3,
                 canary: true,
+                standby,
             };
             engine.start_rollout(&pool, &version, &policy).await.map_err(err)?.id
         }
@@ -459,6 +462,7 @@ async fn capture_worker(args: &[String]) -> anyhow::Result<()> {
         serde_json::from_str(&std::fs::read_to_string(text_flag(args, "--ready")?)?)?;
     let db = std::path::PathBuf::from(text_flag(args, "--db")?);
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
+    let standby = args.iter().any(|a| a == "--standby");
     let engine = engine_for(worker_client(&ready)?, &ready, &db, scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().captures()?.into_iter().next() {

@@ -11,32 +11,48 @@ mod common;
 const KILLS: usize = 20;
 const CAP: u64 = 2;
 
-fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ringmaster-bench"))
-        .args(["rollout-worker", "--ready"])
-        .arg(ready)
-        .arg("--db")
-        .arg(db)
-        .args(["--pool", pool, "--version", "2026.1127.1", "--cap", &CAP.to_string(), "--time-scale", "500"])
-        .spawn()
-        .expect("worker starts")
+fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str, standby: bool) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmaster-bench"));
+    cmd.args(["rollout-worker", "--ready"]).arg(ready).arg("--db").arg(db).args([
+        "--pool",
+        pool,
+        "--version",
+        "2026.1127.1",
+        "--cap",
+        &CAP.to_string(),
+        "--time-scale",
+        "500",
+    ]);
+    if standby {
+        cmd.arg("--standby");
+    }
+    cmd.spawn().expect("worker starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twenty_times_the_rollout_still_completes_cleanly() {
-    killed_twenty_times(serde_json::json!({})).await;
+    killed_twenty_times(serde_json::json!({}), false).await;
+}
+
+/// Keeping standby: the old VMs are deallocated, not deleted, and the new ones take the partner names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twenty_times_a_standby_rollout_still_completes_cleanly() {
+    killed_twenty_times(serde_json::json!({}), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twenty_times_under_5xx_errors_and_a_429_storm() {
-    killed_twenty_times(serde_json::json!({"rules": [
-        {"operation": "*", "kind": "status", "status": 503, "probability": 0.05},
-        {"operation": "*", "kind": "throttle", "retryAfterS": 1, "probability": 0.05, "count": 15}
-    ]}))
+    killed_twenty_times(
+        serde_json::json!({"rules": [
+            {"operation": "*", "kind": "status", "status": 503, "probability": 0.05},
+            {"operation": "*", "kind": "throttle", "retryAfterS": 1, "probability": 0.05, "count": 15}
+        ]}),
+        false,
+    )
     .await;
 }
 
-async fn killed_twenty_times(faults: serde_json::Value) {
+async fn killed_twenty_times(faults: serde_json::Value, standby: bool) {
     let sim = ringmaster_sim::start(SimConfig {
         seed: Seed::Demo,
         time_scale: 500.0,
@@ -59,7 +75,9 @@ async fn killed_twenty_times(faults: serde_json::Value) {
     let r = http.post(format!("{}/_sim/faults", sim.ready.arm)).json(&faults).send().await.unwrap();
     assert!(r.status().is_success());
 
-    let kills = common::kill_repeatedly(|| worker(&ready, &db, &pool), KILLS, 100..600, Duration::from_secs(180)).await;
+    let kills =
+        common::kill_repeatedly(|| worker(&ready, &db, &pool, standby), KILLS, 100..600, Duration::from_secs(180))
+            .await;
     assert_eq!(kills, KILLS, "the rollout finished before {KILLS} kills; it needs to run longer");
 
     let s: serde_json::Value = http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap();
@@ -70,5 +88,31 @@ async fn killed_twenty_times(faults: serde_json::Value) {
     let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
     assert!(pool_max.unwrap_or(0) <= CAP, "capacity cap kept across {kills} kills: {s}");
     assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
+    if standby {
+        // Every replaced VM is still there (deallocated), beside its replacement: none deleted, none duplicated.
+        let client = ringmaster_azure::simulated_tenant_client(
+            &sim.ready.arm,
+            &sim.ready.login,
+            &ca,
+            &sim.ready.tenant_id,
+            &sim.ready.client_id,
+            &sim.ready.client_secret,
+            ringmaster_azure::RetryPolicy::default(),
+        )
+        .unwrap();
+        let vms: Vec<serde_json::Value> = client
+            .list_all(
+                &format!("/subscriptions/{}/providers/Microsoft.Compute/virtualMachines", sim.ready.subscriptions[1]),
+                &[("api-version", "2024-07-01")],
+                "VMs",
+                |_| {},
+            )
+            .await
+            .unwrap();
+        let names: Vec<&str> =
+            vms.iter().filter_map(|v| v["name"].as_str()).filter(|n| n.starts_with("avdplw")).collect();
+        let partners = names.iter().filter(|n| n.ends_with("-r")).count();
+        assert_eq!((names.len(), partners), (20, 10), "{names:?}");
+    }
     sim.shutdown();
 }

@@ -18,6 +18,7 @@ pub mod schedule;
 pub mod script_gate;
 pub mod session;
 pub mod signoff;
+pub mod standby;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -323,11 +324,13 @@ impl Engine {
                     && (r.state == "running" || (!rollback && matches!(r.state.as_str(), "paused" | "failed")))
             })
             .map(|r| (r.id, r.state));
-        // Every host of the pool, however many (a page of the host table holds 1,000).
+        // Every host of the pool, however many (a page of the host table holds 1,000), but its standby hosts.
+        let standby = self.standby_hosts(&pool.id)?;
         let hosts = self
             .store
             .hosts_of_pool(&pool.id)?
             .into_iter()
+            .filter(|l| !standby.contains(&l.host.name))
             .map(|l| PlannedHost {
                 name: l.host.name,
                 vm_id: l.host.vm_id.unwrap_or_default(),
@@ -385,6 +388,10 @@ impl Engine {
         }
         let previous = self.dominant_version(host_pool_id)?;
         let runner = self.runner()?;
+        if plan.blockers.is_empty() && !plan.hosts.is_empty() {
+            // One standby generation per pool: this rollout's hosts take over from the last one's.
+            self.release_pool_standby(host_pool_id)?;
+        }
         let id = runner.start(&plan, policy, "rollout", previous).await?;
         runner.view(&id)
     }
@@ -430,6 +437,9 @@ impl Engine {
     }
 
     pub fn plan_rollback(&self, host_pool_id: &str, policy: &RolloutPolicy) -> Result<RolloutPlan, EngineError> {
+        if let Some(restore) = self.plan_standby_restore(host_pool_id, policy)? {
+            return Ok(restore);
+        }
         let lkg = self.last_known_good(host_pool_id)?.ok_or_else(|| {
             EngineError::InvalidInput(
                 "No known-good release is recorded for this pool: nothing to roll back to.".into(),
@@ -472,9 +482,15 @@ impl Engine {
                 runner.abort(&r.id)?;
             }
         }
-        let id = runner.start(&plan, policy, "rollback", previous).await?;
+        let kind = if plan.standby_restore { "restore" } else { "rollback" };
+        let id = runner.start(&plan, policy, kind, previous).await?;
         if let Some(c) = current {
             self.store.mark_rolled_back(&c.id)?;
+            if plan.standby_restore {
+                self.end_standby(&c.id, "restored")?;
+            } else {
+                self.release_pool_standby(host_pool_id)?;
+            }
         }
         runner.view(&id)
     }

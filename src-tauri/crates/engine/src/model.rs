@@ -298,6 +298,11 @@ pub struct RolloutPolicy {
     pub max_failures: u32,
     /// Replace one host first; nothing else starts until it is healthy.
     pub canary: bool,
+    /// Keep each replaced host's VM deallocated (and its registration drained) as standby until the ring's bake
+    /// ends: the new host gets the other of two names, and a rollback starts the standby hosts instead of
+    /// rebuilding. Off: replaced VMs are deleted and hosts are rebuilt under the same names.
+    #[serde(default)]
+    pub standby: bool,
 }
 
 impl Default for RolloutPolicy {
@@ -311,6 +316,7 @@ impl Default for RolloutPolicy {
                     .into(),
             max_failures: 1,
             canary: true,
+            standby: false,
         }
     }
 }
@@ -357,6 +363,9 @@ pub struct RolloutPlan {
     /// Problems that block the start (policy, replication); empty when it can start.
     pub blockers: Vec<PolicyProblem>,
     pub warnings: Vec<String>,
+    /// A rollback that starts the standby hosts the last rollout kept, instead of rebuilding.
+    #[serde(default)]
+    pub standby_restore: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Type)]

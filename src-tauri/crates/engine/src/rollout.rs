@@ -227,6 +227,20 @@ pub fn plan(input: PlanInput, policy: &RolloutPolicy) -> RolloutPlan {
     if pool_hosts == 1 {
         warnings.push("The pool has a single host: it is out of service while it is replaced.".into());
     }
+    if policy.standby {
+        // The new host takes the other of the host's two names: both must be valid Windows computer names.
+        if let Some(h) = todo.iter().find(|h| computer_name(&standby_swap(&h.name)).len() > 15) {
+            blockers.push(PolicyProblem {
+                field: "standby".into(),
+                message: format!(
+                    "{}'s standby partner would be named {}, longer than the 15 characters Windows allows; turn \
+                     standby off for this pool.",
+                    computer_name(&h.name),
+                    computer_name(&standby_swap(&h.name))
+                ),
+            });
+        }
+    }
     let n = todo.len() as u32;
     let waves = if n == 0 {
         0
@@ -251,6 +265,24 @@ pub fn plan(input: PlanInput, policy: &RolloutPolicy) -> RolloutPlan {
         replication_state: input.replication_state_in_region,
         blockers,
         warnings,
+        standby_restore: false,
+    }
+}
+
+/// The other of a host's two names under standby: `avd-3` <-> `avd-3-r` (the domain part, if any, stays).
+pub fn standby_swap(name: &str) -> String {
+    let (computer, rest) = name.split_at(name.find('.').unwrap_or(name.len()));
+    match computer.strip_suffix("-r") {
+        Some(base) => format!("{base}{rest}"),
+        None => format!("{computer}-r{rest}"),
+    }
+}
+
+/// The VM id of a host's standby partner: same resource group, the VM name swapped the same way.
+fn standby_vm_id(vm_id: &str) -> String {
+    match vm_id.rsplit_once('/') {
+        Some((scope, vm)) => format!("{scope}/{}", standby_swap(vm)),
+        None => standby_swap(vm_id),
     }
 }
 
@@ -540,6 +572,10 @@ impl Rollouts {
         })
     }
 
+    pub(crate) fn client(&self) -> &ArmClient {
+        &self.client
+    }
+
     pub fn set_secrets(&self, secrets: Option<Arc<dyn ringmaster_secrets::SecretStore>>) {
         if let Ok(mut s) = self.secrets.lock() {
             *s = secrets;
@@ -659,7 +695,11 @@ impl Rollouts {
             "info",
             format!(
                 "{} of {} to {}: {} hosts, at most {} out of service",
-                if kind == "rollback" { "Rollback" } else { "Rollout" },
+                match kind {
+                    "rollback" => "Rollback",
+                    "restore" => "Instant rollback from standby",
+                    _ => "Rollout",
+                },
                 plan.pool_name,
                 plan.target_version,
                 plan.hosts.len(),
@@ -852,10 +892,12 @@ impl Rollouts {
                             None,
                         );
                     }
-                    self.store.set_host_stage(id, &next.name, HostStage::Draining.as_str(), &now())?;
+                    // A host's first step: drain it, or (restoring standby) start its VM.
+                    let first = if ctx.record.kind == "restore" { HostStage::Creating } else { HostStage::Draining };
+                    self.store.set_host_stage(id, &next.name, first.as_str(), &now())?;
                     active.insert(next.name.clone());
                     let mut h = next.clone();
-                    h.stage = HostStage::Draining.as_str().into();
+                    h.stage = first.as_str().into();
                     self.spawn_host(&mut tasks, ctx.clone(), h);
                 }
                 (self.notify)(id);
@@ -949,7 +991,12 @@ impl Rollouts {
         tasks.spawn(async move {
             let id = ctx.record.id.clone();
             let name = host.name.clone();
-            if let Err(e) = this.replace_host(&ctx, &host).await {
+            let result = if ctx.record.kind == "restore" {
+                this.restore_host(&ctx, &host).await
+            } else {
+                this.replace_host(&ctx, &host).await
+            };
+            if let Err(e) = result {
                 let _ = this.store.fail_host(&id, &name, &e.message, e.request_id.as_deref(), &now());
                 this.event(&id, Some(&name), "error", format!("Failed: {}", e.message), e.request_id);
             }
@@ -966,10 +1013,15 @@ impl Rollouts {
     /// One host's state machine, from the stage the journal holds to done. Every step is safe to repeat.
     async fn replace_host(&self, ctx: &HostContext, host: &RolloutHostRecord) -> Result<(), StepError> {
         let pool = ctx.record.host_pool_id.clone();
+        // `name` keys the journal; the new host has it too, or (standby) its partner name, so the old VM can stay.
         let name = host.name.clone();
         let vm_id = host.vm_id.clone();
+        let standby = ctx.policy.standby;
+        let (new_name, new_vm_id) =
+            if standby { (standby_swap(&name), standby_vm_id(&vm_id)) } else { (name.clone(), vm_id.clone()) };
         let rg_scope = segment_id(&vm_id, "Microsoft.Compute").unwrap_or_default();
-        let nic_id = format!("{rg_scope}/providers/Microsoft.Network/networkInterfaces/{}-nic", computer_name(&name));
+        let nic_id =
+            format!("{rg_scope}/providers/Microsoft.Network/networkInterfaces/{}-nic", computer_name(&new_name));
         let mut stage = HostStage::parse(&host.stage);
         // When (by Azure's clock) this run installed the agent: how long registration takes is learned from it.
         let mut registered_at = None;
@@ -986,8 +1038,14 @@ impl Rollouts {
                 }
                 HostStage::WaitingForLogoff => {
                     self.store.set_host_stage(&ctx.record.id, &name, stage.as_str(), &now())?;
-                    self.wait_for_logoff(ctx, &name).await?;
+                    self.wait_for_logoff(ctx, &name, &name).await?;
                     stage = HostStage::Removing;
+                }
+                HostStage::Removing if standby => {
+                    // Drained and deallocated, registration kept: a rollback starts it again in minutes.
+                    self.enter(ctx, &name, HostStage::Removing, "Deallocating the VM as standby")?;
+                    ops::deallocate_vm(&self.client, &vm_id).await?;
+                    stage = HostStage::Creating;
                 }
                 HostStage::Removing => {
                     self.enter(ctx, &name, HostStage::Removing, "Removing the session host and its VM")?;
@@ -1001,22 +1059,25 @@ impl Rollouts {
                         ctx,
                         &name,
                         HostStage::Creating,
-                        &format!("Creating the VM from {}", ctx.record.target_version),
+                        &format!("Creating {} from {}", computer_name(&new_name), ctx.record.target_version),
                     )?;
+                    if standby {
+                        self.clear_standby_slot(&pool, &new_name, &new_vm_id, &ctx.record.target_version).await?;
+                    }
                     // A NIC of this name that outlived its VM (deleteOption Detach) is updated in place, not
                     // orphaned.
                     let waits = self.waits(Step::CreateNic);
                     let took = ops::put_nic_after(&self.client, &nic_id, &ctx.profile.nic_body(), waits).await?;
                     self.pace.learn(Step::CreateNic, took, self.config.scale());
                     let body = ctx.profile.vm_body(
-                        computer_name(&name),
+                        computer_name(&new_name),
                         &nic_id,
                         &ctx.record.target_version_id,
                         &ctx.record.target_version,
                         &admin_password(),
                     );
                     // A VM that fails to provision fails its operation, which is the error returned here.
-                    let took = ops::put_vm_after(&self.client, &vm_id, &body, self.waits(Step::CreateVm)).await?;
+                    let took = ops::put_vm_after(&self.client, &new_vm_id, &body, self.waits(Step::CreateVm)).await?;
                     self.pace.learn(Step::CreateVm, took, self.config.scale());
                     stage = HostStage::Registering;
                 }
@@ -1026,28 +1087,38 @@ impl Rollouts {
                         let body = ctx.profile.join_body(join, password.expose());
                         let waits = self.waits(Step::JoinDomain);
                         let took =
-                            ops::put_extension_after(&self.client, &vm_id, JOIN_EXTENSION_NAME, &body, waits).await?;
+                            ops::put_extension_after(&self.client, &new_vm_id, JOIN_EXTENSION_NAME, &body, waits)
+                                .await?;
                         self.pace.learn(Step::JoinDomain, took, self.config.scale());
                     }
                     self.enter(ctx, &name, HostStage::Registering, "Registering the AVD agent")?;
                     let token = self.registration_token(&pool).await?;
                     let body = ctx.profile.extension_body(&ctx.record.pool_name, &token);
                     let waits = self.waits(Step::InstallAgent);
-                    let took = ops::put_extension_after(&self.client, &vm_id, EXTENSION_NAME, &body, waits).await?;
+                    let took = ops::put_extension_after(&self.client, &new_vm_id, EXTENSION_NAME, &body, waits).await?;
                     self.pace.learn(Step::InstallAgent, took, self.config.scale());
                     registered_at = Some(self.client.server_now());
                     stage = HostStage::Verifying;
                 }
                 HostStage::Verifying => {
                     self.enter(ctx, &name, HostStage::Verifying, "Waiting for the host to be Available and healthy")?;
-                    self.verify(ctx, &name, registered_at).await?;
-                    self.store.record_host_replaced(
-                        &pool,
-                        &name,
-                        &ctx.record.target_version,
-                        &ctx.record.target_version_id,
-                    )?;
-                    self.enter(ctx, &name, HostStage::Done, &format!("Done: running {}", ctx.record.target_version))?;
+                    self.verify(ctx, &new_name, registered_at).await?;
+                    let (version, version_id) = (&ctx.record.target_version, &ctx.record.target_version_id);
+                    if standby {
+                        self.store.record_host_renamed(&pool, &name, &new_name, &new_vm_id, version, version_id)?;
+                    } else {
+                        self.store.record_host_replaced(&pool, &name, version, version_id)?;
+                    }
+                    let done = if standby {
+                        format!(
+                            "Done: {} runs {version}; {} is on standby",
+                            computer_name(&new_name),
+                            computer_name(&name)
+                        )
+                    } else {
+                        format!("Done: running {version}")
+                    };
+                    self.enter(ctx, &name, HostStage::Done, &done)?;
                     return Ok(());
                 }
                 HostStage::Done | HostStage::Failed | HostStage::Skipped => return Ok(()),
@@ -1055,7 +1126,68 @@ impl Rollouts {
         }
     }
 
-    async fn wait_for_logoff(&self, ctx: &HostContext, name: &str) -> Result<(), StepError> {
+    /// A standby slot still holding an older host (a standby released but not yet removed, or one from a rollout
+    /// before): remove it so the new host can take the name. One already on the target (a resumed create) stays.
+    async fn clear_standby_slot(&self, pool: &str, name: &str, vm_id: &str, target: &str) -> Result<(), StepError> {
+        if let Some(vm) = ops::get_vm(&self.client, vm_id).await? {
+            if vm["tags"]["ringmaster-image-version"].as_str() != Some(target) {
+                ops::delete_session_host(&self.client, pool, name).await?;
+                ops::delete_vm_after(&self.client, vm_id, self.waits(Step::DeleteVm)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Instant rollback: start a standby host again, let it take users, then drain and remove the host that
+    /// replaced it. Every step is safe to repeat.
+    async fn restore_host(&self, ctx: &HostContext, host: &RolloutHostRecord) -> Result<(), StepError> {
+        let pool = ctx.record.host_pool_id.clone();
+        let name = host.name.clone();
+        let (new_name, new_vm_id) = (standby_swap(&name), standby_vm_id(&host.vm_id));
+        let mut stage = HostStage::parse(&host.stage);
+        loop {
+            match stage {
+                HostStage::Queued | HostStage::Creating => {
+                    self.enter(ctx, &name, HostStage::Creating, "Starting the standby VM")?;
+                    ops::start_vm(&self.client, &host.vm_id).await?;
+                    stage = HostStage::Verifying;
+                }
+                HostStage::Registering | HostStage::Verifying => {
+                    self.enter(ctx, &name, HostStage::Verifying, "Waiting for the standby host to be Available")?;
+                    // Verify also lets it take sessions again.
+                    self.verify(ctx, &name, None).await?;
+                    stage = HostStage::Draining;
+                }
+                HostStage::Draining => {
+                    self.enter(ctx, &name, HostStage::Draining, &format!("Draining {}", computer_name(&new_name)))?;
+                    match ops::set_allow_new_session(&self.client, &pool, &new_name, false).await {
+                        Err(e) if !ops::is_not_found(&e) => return Err(e.into()),
+                        _ => {}
+                    }
+                    stage = HostStage::WaitingForLogoff;
+                }
+                HostStage::WaitingForLogoff => {
+                    self.store.set_host_stage(&ctx.record.id, &name, stage.as_str(), &now())?;
+                    self.wait_for_logoff(ctx, &name, &new_name).await?;
+                    stage = HostStage::Removing;
+                }
+                HostStage::Removing => {
+                    self.enter(ctx, &name, HostStage::Removing, &format!("Removing {}", computer_name(&new_name)))?;
+                    ops::delete_session_host(&self.client, &pool, &new_name).await?;
+                    ops::delete_vm_after(&self.client, &new_vm_id, self.waits(Step::DeleteVm)).await?;
+                    let (version, version_id) = (&ctx.record.target_version, &ctx.record.target_version_id);
+                    self.store.record_host_renamed(&pool, &new_name, &name, &host.vm_id, version, version_id)?;
+                    self.enter(ctx, &name, HostStage::Done, &format!("Done: back on {version}"))?;
+                    return Ok(());
+                }
+                HostStage::Done | HostStage::Failed | HostStage::Skipped => return Ok(()),
+            }
+        }
+    }
+
+    /// Wait until `name` has no user sessions (messaging them and logging them off per the policy); `row` is the
+    /// host's journal entry.
+    async fn wait_for_logoff(&self, ctx: &HostContext, row: &str, name: &str) -> Result<(), StepError> {
         let pool = &ctx.record.host_pool_id;
         let id = &ctx.record.id;
         let started = tokio::time::Instant::now();
@@ -1065,11 +1197,11 @@ impl Rollouts {
                 Err(e) if ops::is_not_found(&e) => Vec::new(),
                 Err(e) => return Err(e.into()),
             };
-            self.store.set_host_sessions(id, name, sessions.len() as u32)?;
+            self.store.set_host_sessions(id, row, sessions.len() as u32)?;
             if sessions.is_empty() {
                 return Ok(());
             }
-            let record = self.store.rollout_hosts(id)?.into_iter().find(|h| h.name == name);
+            let record = self.store.rollout_hosts(id)?.into_iter().find(|h| h.name == row);
             let messaged_at = record.and_then(|h| h.messaged_at);
             let messaged_at = match messaged_at {
                 Some(t) => t,
@@ -1081,8 +1213,8 @@ impl Rollouts {
                         }
                     }
                     let t = now();
-                    self.store.set_host_messaged(id, name, &t)?;
-                    self.event(id, Some(name), "info", format!("Messaged {} user(s)", sessions.len()), None);
+                    self.store.set_host_messaged(id, row, &t)?;
+                    self.event(id, Some(row), "info", format!("Messaged {} user(s)", sessions.len()), None);
                     t
                 }
             };
@@ -1097,15 +1229,9 @@ impl Rollouts {
                             ops::log_off(&self.client, pool, name, &sid).await?;
                         }
                     }
-                    self.event(
-                        id,
-                        Some(name),
-                        "info",
-                        format!("Logged off {} remaining user(s)", sessions.len()),
-                        None,
-                    );
+                    self.event(id, Some(row), "info", format!("Logged off {} remaining user(s)", sessions.len()), None);
                     // Removing the registration is forced, so sessions still closing need no second look.
-                    self.store.set_host_sessions(id, name, 0)?;
+                    self.store.set_host_sessions(id, row, 0)?;
                     return Ok(());
                 }
                 tokio::time::sleep((delay - since).min(self.config.poll)).await;

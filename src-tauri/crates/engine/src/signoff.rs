@@ -211,7 +211,8 @@ pub fn evidence_bundle(e: &RingEvidence) -> serde_json::Value {
         .iter()
         .filter(|r| {
             (r.kind == "rollout" && r.target_version == e.version)
-                || (r.kind == "rollback" && first_rollout.is_some_and(|f| &r.created_at >= f))
+                || (matches!(r.kind.as_str(), "rollback" | "restore")
+                    && first_rollout.is_some_and(|f| &r.created_at >= f))
         })
         .map(|r| {
             json!({"id": r.id, "pool": r.pool_name, "kind": r.kind, "target": r.target_version, "state": r.state,
@@ -564,6 +565,9 @@ impl Engine {
                 }
                 if let Err(e) = this.schedule_tick().await {
                     tracing::warn!(target: "rollout", "scheduled rollouts could not be checked: {e}");
+                }
+                if let Err(e) = this.standby_tick() {
+                    tracing::warn!(target: "rollout", "standby hosts could not be checked: {e}");
                 }
                 if last_bake.elapsed() >= bake_every {
                     last_bake = std::time::Instant::now();

@@ -33,6 +33,7 @@ fn policy(hosts: u32) -> RolloutPolicy {
         message: "Updating this desktop; please save your work.".into(),
         max_failures: 1,
         canary: true,
+        standby: false,
     }
 }
 
@@ -473,4 +474,105 @@ async fn a_ring_rolls_out_and_back_in_every_pool_or_in_none() {
     let s = stats(&sim).await;
     assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
     assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_keeps_replaced_hosts_deallocated_and_a_rollback_starts_them_again() {
+    let sim = start_sim().await;
+    let engine = Engine::new(Arc::new(Store::open_in_memory().unwrap()));
+    engine.connect(connection(&sim));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = common::test_pool(&sim);
+    let client = common::tenant_client(&sim, common::retry_policy());
+    let standby = RolloutPolicy { standby: true, ..policy(2) };
+    let before = engine.plan_rollout(&pool, "2026.1120.2", &standby).unwrap();
+    assert!(before.blockers.is_empty(), "{:?}", before.blockers);
+    let old: Vec<(String, String)> = before.hosts.iter().map(|h| (h.name.clone(), h.vm_id.clone())).collect();
+
+    let view = engine.start_rollout(&pool, "2026.1120.2", &standby).await.unwrap();
+    let done = wait_finished(&engine, &view.id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?}", done.reason);
+    assert!(done.events.iter().any(|e| e.message.ends_with("is on standby")));
+    let power = |vm: Value| vm["properties"]["instanceView"]["statuses"].to_string();
+    for (name, vm_id) in &old {
+        // The old VM is still there, deallocated; its partner runs the release.
+        let view = ringmaster_azure::ops::vm_instance_view(&client, vm_id).await.unwrap();
+        assert!(view.to_string().contains("deallocated"), "{name}: {view}");
+        let partner = vm_id.rsplit_once('/').map(|(s, n)| format!("{s}/{n}-r")).unwrap();
+        let vm = ringmaster_azure::ops::get_vm(&client, &partner).await.unwrap().expect("partner VM");
+        assert_eq!(vm["tags"]["ringmaster-image-version"], "2026.1120.2", "{}", power(vm.clone()));
+    }
+    // After a refresh the standby hosts are in the inventory, and no plan replaces them.
+    engine.refresh(&|_| {}).await.unwrap();
+    let next = engine.plan_rollout(&pool, "2026.1127.1", &policy(2)).unwrap();
+    assert_eq!(next.hosts.len() as u32 + next.already_current, old.len() as u32, "standby hosts are not planned");
+    assert!(next.hosts.iter().all(|h| h.name.split('.').next().unwrap().ends_with("-r")));
+
+    // The rollback starts the standby hosts and removes their replacements: no rebuild.
+    let plan = engine.plan_rollback(&pool, &policy(2)).unwrap();
+    assert!(plan.standby_restore && plan.blockers.is_empty(), "{plan:?}");
+    let vm_creates = stats(&sim).await["vmCreates"].as_u64().unwrap();
+    let back = engine.rollback(&pool, &policy(2)).await.unwrap();
+    assert_eq!(back.kind, "restore");
+    let back = wait_finished(&engine, &back.id, Duration::from_secs(120)).await;
+    assert_eq!(back.state, RolloutState::Completed, "{:?} {:?}", back.reason, back.events.last());
+    let s = stats(&sim).await;
+    assert_eq!(s["vmCreates"].as_u64().unwrap(), vm_creates, "nothing rebuilt: {s}");
+    for (name, vm_id) in &old {
+        let view = ringmaster_azure::ops::vm_instance_view(&client, vm_id).await.unwrap();
+        assert!(view.to_string().contains("running"), "{name}: {view}\n{:#?}", back.events);
+        let partner = vm_id.rsplit_once('/').map(|(s, n)| format!("{s}/{n}-r")).unwrap();
+        assert!(ringmaster_azure::ops::get_vm(&client, &partner).await.unwrap().is_none(), "{partner} removed");
+    }
+    engine.refresh(&|_| {}).await.unwrap();
+    assert_eq!(engine.store().hosts_of_pool(&pool).unwrap().len(), old.len(), "back to the original hosts");
+    assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_standby_hosts_are_removed_and_the_next_rollout_releases_the_last() {
+    let sim = start_sim().await;
+    let engine = Engine::new(Arc::new(Store::open_in_memory().unwrap()));
+    engine.connect(connection(&sim));
+    engine.refresh(&|_| {}).await.unwrap();
+    let pool = common::test_pool(&sim);
+    let client = common::tenant_client(&sim, common::retry_policy());
+    let standby = RolloutPolicy { standby: true, ..policy(2) };
+    let first = engine.start_rollout(&pool, "2026.1120.2", &standby).await.unwrap();
+    let first = wait_finished(&engine, &first.id, Duration::from_secs(120)).await;
+    assert_eq!(first.state, RolloutState::Completed, "{:?}", first.reason);
+    engine.refresh(&|_| {}).await.unwrap();
+
+    // The next standby rollout takes the original names back: the first one's standby hosts go.
+    let second = engine.start_rollout(&pool, "2026.1127.1", &standby).await.unwrap();
+    let second = wait_finished(&engine, &second.id, Duration::from_secs(120)).await;
+    assert_eq!(second.state, RolloutState::Completed, "{:?} {:?}", second.reason, second.events.last());
+    let audit = engine.audit_log(None, 100).unwrap().entries;
+    assert!(audit.iter().any(|e| e.action == "rollout.standby.release"));
+    assert!(engine.release_standby(&first.id).unwrap_err().to_string().contains("no standby"));
+
+    // Released on request: the second rollout's standby hosts (the `-r` ones) are removed.
+    engine.release_standby(&second.id).unwrap();
+    let started = Instant::now();
+    loop {
+        let mut left = 0;
+        for h in engine.store().rollout_hosts(&second.id).unwrap() {
+            if ringmaster_azure::ops::get_vm(&client, &h.vm_id).await.unwrap().is_some() {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{left} standby VMs still there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    engine.refresh(&|_| {}).await.unwrap();
+    let hosts = engine.store().hosts_of_pool(&pool).unwrap();
+    assert!(hosts.iter().all(|l| l.host.image_version == "2026.1127.1"), "only the live hosts are left");
+    let s = stats(&sim).await;
+    assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
 }

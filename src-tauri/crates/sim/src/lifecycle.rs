@@ -820,7 +820,9 @@ impl Tenant {
                 let p = &h["properties"];
                 let idle = p["allowNewSession"] == json!(false) && p["sessions"].as_u64().unwrap_or(0) == 0;
                 let vm_busy = self.sim.busy(&d.vm_id).is_some();
-                (idle && !vm_busy).then(|| h["id"].as_str().unwrap_or(k).to_string())
+                // A drained host whose VM is deallocated is kept on purpose (standby), not forgotten.
+                let vm_off = self.sim.vms.get(&lower(&d.vm_id)).is_some_and(|s| s.power != "running");
+                (idle && !vm_busy && !vm_off).then(|| h["id"].as_str().unwrap_or(k).to_string())
             })
             .collect()
     }

@@ -694,6 +694,28 @@ impl Store {
         Ok(())
     }
 
+    /// The cache follows a host replaced under another name (standby) or restored to its own: the row of `from`
+    /// becomes `to`, on `version`, Available, until the next refresh shows both.
+    pub fn record_host_renamed(
+        &self,
+        host_pool_id: &str,
+        from: &str,
+        to: &str,
+        vm_id: &str,
+        version: &str,
+        version_id: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE session_hosts SET id = substr(id, 1, length(id) - length(?2)) || ?3, name = ?3, vm_id = ?4,
+               image_version = ?5, image_version_id = ?6, status = 'Available', state = 'available',
+               allow_new_session = 1, sessions = 0, failed_checks = ''
+             WHERE lower(host_pool_id) = lower(?1) AND name = ?2 AND NOT EXISTS
+               (SELECT 1 FROM session_hosts o WHERE lower(o.host_pool_id) = lower(?1) AND o.name = ?3)",
+            params![host_pool_id, from, to, vm_id, version, version_id],
+        )?;
+        Ok(())
+    }
+
     // ---- deployment profiles ----
 
     pub fn profile(&self, host_pool_id: &str) -> Result<Option<String>, StoreError> {

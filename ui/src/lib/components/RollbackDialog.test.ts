@@ -51,6 +51,16 @@ describe("Roll back dialog", () => {
     expect(calls.find((c) => c.cmd === "plan_rollback")!.args).toEqual({ hostPoolId: pool.id, policy: POLICY });
   });
 
+  it("says a rollback from standby starts the kept hosts instead of rebuilding", async () => {
+    backend(() => ({ ...rollbackPlan(), standbyRestore: true }));
+    const { target } = open();
+    const summary = await findByTestId(target, "rollback-summary");
+    expect(text(summary)).toBe(
+      "Instant: start the 3 standby hosts of hp-pilot-01 again (they run 2026.1105.1), then drain and remove the hosts that replaced them; nothing is rebuilt. " +
+        "Users on a host being removed get the message below and are logged off after 15 min.",
+    );
+  });
+
   it("rolls back with rollback_pool and hands back the rollout", async () => {
     backend(rollbackPlan);
     const { target, onstarted } = open();

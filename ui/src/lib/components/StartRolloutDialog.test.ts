@@ -109,6 +109,7 @@ describe("Start rollout dialog", () => {
         message: "Back in five minutes.",
         maxFailures: 2,
         canary: false,
+        standby: false,
       },
     });
     await sleep(400);

@@ -110,6 +110,7 @@ pub fn quick_policy() -> RolloutPolicy {
         message: "Updating".into(),
         max_failures: 1,
         canary: false,
+        standby: false,
     }
 }
 
