@@ -462,7 +462,6 @@ async fn capture_worker(args: &[String]) -> anyhow::Result<()> {
         serde_json::from_str(&std::fs::read_to_string(text_flag(args, "--ready")?)?)?;
     let db = std::path::PathBuf::from(text_flag(args, "--db")?);
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
-    let standby = args.iter().any(|a| a == "--standby");
     let engine = engine_for(worker_client(&ready)?, &ready, &db, scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().captures()?.into_iter().next() {
