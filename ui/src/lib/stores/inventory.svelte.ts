@@ -131,7 +131,7 @@ export class Inventory {
       this.board = board.data;
       this.boardError = null;
       // Answers requested before the latest event were discarded above, so this is current.
-      this.sync = board.data.sync;
+      this.applySync(board.data.sync);
       if (!this.loaded && board.data.sync.lastError && !isQuiet(board.data.sync.lastError)) {
         // The previous session's refresh failed: say so once, at startup.
         this.banner = board.data.sync.lastError;
@@ -140,7 +140,7 @@ export class Inventory {
       this.boardError = board.error;
       if (this.sync === null) {
         const status = await settle(commands.getSyncStatus());
-        if (status.status === "ok" && seq === this.loadSeq) this.sync = status.data;
+        if (status.status === "ok" && seq === this.loadSeq) this.applySync(status.data);
       }
     }
 
@@ -168,7 +168,7 @@ export class Inventory {
     this.progress = null;
 
     if (result.status === "ok") {
-      this.sync = result.data;
+      this.applySync(result.data);
       this.applyOutcome(result.data.lastError);
     } else {
       this.sync = this.sync ? { ...this.sync, running: false } : null;
@@ -209,6 +209,15 @@ export class Inventory {
 
   dismissBanner(): void {
     this.banner = null;
+  }
+
+  /**
+   * Take a status read from the backend. Progress of a refresh it says has finished is over, even if that
+   * refresh's own "updated" event never reached this window (it can end before the window listens).
+   */
+  private applySync(status: SyncStatus): void {
+    this.sync = status;
+    if (this.progress !== null && this.progress.run <= status.finishedRun) this.progress = null;
   }
 
   private applyOutcome(error: AppError | null): void {
