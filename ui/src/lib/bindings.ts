@@ -748,6 +748,12 @@ export type RolloutPolicy = {
 	 *  rebuilding. Off: replaced VMs are deleted and hosts are rebuilt under the same names.
 	 */
 	standby?: boolean,
+	/**
+	 *  Build each new host (under its partner name) and wait until it is Available before its old host is drained:
+	 *  capacity never drops, at the cost of up to the cap's worth of extra VMs (checked against the regional vCPU
+	 *  quota when the rollout starts).
+	 */
+	surge?: boolean,
 };
 
 export type RolloutState = "running" | "paused" | "completed" | "failed" | "aborted";

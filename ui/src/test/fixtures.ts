@@ -162,6 +162,7 @@ export const POLICY: RolloutPolicy = {
   maxFailures: 1,
   canary: true,
   standby: false,
+  surge: false,
 };
 
 export function plannedHost(i: number, extra: Partial<PlannedHost> = {}): PlannedHost {

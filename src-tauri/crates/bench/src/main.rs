@@ -155,6 +155,7 @@ async fn rollout(args: &[String]) -> anyhow::Result<()> {
         max_failures: 10,
         canary: false,
         standby: false,
+        surge: false,
     };
     let requests_before = client.requests();
     let throttled_before = client.counters().throttled.load(std::sync::atomic::Ordering::Relaxed);

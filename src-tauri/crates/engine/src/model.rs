@@ -303,6 +303,11 @@ pub struct RolloutPolicy {
     /// rebuilding. Off: replaced VMs are deleted and hosts are rebuilt under the same names.
     #[serde(default)]
     pub standby: bool,
+    /// Build each new host (under its partner name) and wait until it is Available before its old host is drained:
+    /// capacity never drops, at the cost of up to the cap's worth of extra VMs (checked against the regional vCPU
+    /// quota when the rollout starts).
+    #[serde(default)]
+    pub surge: bool,
 }
 
 impl Default for RolloutPolicy {
@@ -317,6 +322,7 @@ impl Default for RolloutPolicy {
             max_failures: 1,
             canary: true,
             standby: false,
+            surge: false,
         }
     }
 }

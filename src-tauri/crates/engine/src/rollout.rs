@@ -227,14 +227,20 @@ pub fn plan(input: PlanInput, policy: &RolloutPolicy) -> RolloutPlan {
     if pool_hosts == 1 {
         warnings.push("The pool has a single host: it is out of service while it is replaced.".into());
     }
-    if policy.standby {
+    if policy.surge {
+        warnings.push(format!(
+            "Surge: each new host is built and Available before its old one is drained; up to {cap} extra VM(s) run \
+             at once (checked against the region's vCPU quota when the rollout starts)."
+        ));
+    }
+    if policy.standby || policy.surge {
         // The new host takes the other of the host's two names: both must be valid Windows computer names.
         if let Some(h) = todo.iter().find(|h| computer_name(&standby_swap(&h.name)).len() > 15) {
             blockers.push(PolicyProblem {
                 field: "standby".into(),
                 message: format!(
-                    "{}'s standby partner would be named {}, longer than the 15 characters Windows allows; turn \
-                     standby off for this pool.",
+                    "{}'s partner would be named {}, longer than the 15 characters Windows allows; turn standby \
+                     and surge off for this pool.",
                     computer_name(&h.name),
                     computer_name(&standby_swap(&h.name))
                 ),
@@ -276,6 +282,27 @@ pub fn standby_swap(name: &str) -> String {
         Some(base) => format!("{base}{rest}"),
         None => format!("{computer}-r{rest}"),
     }
+}
+
+/// The vCPUs of an Azure VM size, read from its name (`Standard_D4s_v5` -> 4); none when the name does not say.
+pub fn vcpus_of(size: &str) -> Option<u32> {
+    let body = size.strip_prefix("Standard_").or_else(|| size.strip_prefix("Basic_"))?;
+    let digits: String =
+        body.chars().skip_while(|c| c.is_ascii_alphabetic()).take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
+/// Why a surge of `extra_vms` VMs of `size` does not fit the region's free vCPUs, if it does not.
+pub fn surge_quota_problem(extra_vms: u32, size: &str, location: &str, cores_free: Option<i64>) -> Option<String> {
+    let (Some(vcpus), Some(free)) = (vcpus_of(size), cores_free) else { return None };
+    let need = i64::from(extra_vms) * i64::from(vcpus);
+    (need > free).then(|| {
+        format!(
+            "Surge needs {need} vCPUs in {location} at once ({extra_vms} x {size}), and the subscription has {} of its \
+             regional vCPU quota free: lower the hosts out of service at once, turn surge off, or raise the quota.",
+            free.max(0)
+        )
+    })
 }
 
 /// The VM id of a host's standby partner: same resource group, the VM name swapped the same way.
@@ -652,7 +679,19 @@ impl Rollouts {
                 plan.pool_name, active.target_version
             )));
         }
-        self.ensure_profile(&plan.host_pool_id, &plan.hosts[0].vm_id).await?;
+        let profile = self.ensure_profile(&plan.host_pool_id, &plan.hosts[0].vm_id).await?;
+        if policy.surge {
+            let sub = plan.host_pool_id.split('/').nth(2).unwrap_or_default();
+            let usages = ops::list_usages(&self.client, sub, &profile.location).await?;
+            let free = usages
+                .iter()
+                .find(|u| u["name"]["value"] == "cores")
+                .map(|u| u["limit"].as_i64().unwrap_or(0) - u["currentValue"].as_i64().unwrap_or(0));
+            let extra = plan.max_out_of_service.min(plan.hosts.len() as u32);
+            if let Some(problem) = surge_quota_problem(extra, &profile.vm_size, &profile.location, free) {
+                return Err(EngineError::InvalidInput(problem));
+            }
+        }
         let id = format!("ro-{}", uuid_like());
         let record = RolloutRecord {
             id: id.clone(),
@@ -893,7 +932,8 @@ impl Rollouts {
                         );
                     }
                     // A host's first step: drain it, or (restoring standby) start its VM.
-                    let first = if ctx.record.kind == "restore" { HostStage::Creating } else { HostStage::Draining };
+                    let builds_first = ctx.record.kind == "restore" || ctx.policy.surge;
+                    let first = if builds_first { HostStage::Creating } else { HostStage::Draining };
                     self.store.set_host_stage(id, &next.name, first.as_str(), &now())?;
                     active.insert(next.name.clone());
                     let mut h = next.clone();
@@ -993,6 +1033,8 @@ impl Rollouts {
             let name = host.name.clone();
             let result = if ctx.record.kind == "restore" {
                 this.restore_host(&ctx, &host).await
+            } else if ctx.policy.surge {
+                this.surge_host(&ctx, &host).await
             } else {
                 this.replace_host(&ctx, &host).await
             };
@@ -1019,9 +1061,6 @@ impl Rollouts {
         let standby = ctx.policy.standby;
         let (new_name, new_vm_id) =
             if standby { (standby_swap(&name), standby_vm_id(&vm_id)) } else { (name.clone(), vm_id.clone()) };
-        let rg_scope = segment_id(&vm_id, "Microsoft.Compute").unwrap_or_default();
-        let nic_id =
-            format!("{rg_scope}/providers/Microsoft.Network/networkInterfaces/{}-nic", computer_name(&new_name));
         let mut stage = HostStage::parse(&host.stage);
         // When (by Azure's clock) this run installed the agent: how long registration takes is learned from it.
         let mut registered_at = None;
@@ -1055,49 +1094,11 @@ impl Rollouts {
                     stage = HostStage::Creating;
                 }
                 HostStage::Creating => {
-                    self.enter(
-                        ctx,
-                        &name,
-                        HostStage::Creating,
-                        &format!("Creating {} from {}", computer_name(&new_name), ctx.record.target_version),
-                    )?;
-                    if standby {
-                        self.clear_standby_slot(&pool, &new_name, &new_vm_id, &ctx.record.target_version).await?;
-                    }
-                    // A NIC of this name that outlived its VM (deleteOption Detach) is updated in place, not
-                    // orphaned.
-                    let waits = self.waits(Step::CreateNic);
-                    let took = ops::put_nic_after(&self.client, &nic_id, &ctx.profile.nic_body(), waits).await?;
-                    self.pace.learn(Step::CreateNic, took, self.config.scale());
-                    let body = ctx.profile.vm_body(
-                        computer_name(&new_name),
-                        &nic_id,
-                        &ctx.record.target_version_id,
-                        &ctx.record.target_version,
-                        &admin_password(),
-                    );
-                    // A VM that fails to provision fails its operation, which is the error returned here.
-                    let took = ops::put_vm_after(&self.client, &new_vm_id, &body, self.waits(Step::CreateVm)).await?;
-                    self.pace.learn(Step::CreateVm, took, self.config.scale());
+                    self.create_host(ctx, &name, &new_name, &new_vm_id, standby).await?;
                     stage = HostStage::Registering;
                 }
                 HostStage::Registering => {
-                    if let (Some(join), Some(password)) = (&ctx.profile.domain_join, &ctx.join_password) {
-                        self.enter(ctx, &name, HostStage::Registering, &format!("Joining {}", join.domain))?;
-                        let body = ctx.profile.join_body(join, password.expose());
-                        let waits = self.waits(Step::JoinDomain);
-                        let took =
-                            ops::put_extension_after(&self.client, &new_vm_id, JOIN_EXTENSION_NAME, &body, waits)
-                                .await?;
-                        self.pace.learn(Step::JoinDomain, took, self.config.scale());
-                    }
-                    self.enter(ctx, &name, HostStage::Registering, "Registering the AVD agent")?;
-                    let token = self.registration_token(&pool).await?;
-                    let body = ctx.profile.extension_body(&ctx.record.pool_name, &token);
-                    let waits = self.waits(Step::InstallAgent);
-                    let took = ops::put_extension_after(&self.client, &new_vm_id, EXTENSION_NAME, &body, waits).await?;
-                    self.pace.learn(Step::InstallAgent, took, self.config.scale());
-                    registered_at = Some(self.client.server_now());
+                    registered_at = Some(self.register_host(ctx, &name, &new_vm_id).await?);
                     stage = HostStage::Verifying;
                 }
                 HostStage::Verifying => {
@@ -1118,6 +1119,127 @@ impl Rollouts {
                     } else {
                         format!("Done: running {version}")
                     };
+                    self.enter(ctx, &name, HostStage::Done, &done)?;
+                    return Ok(());
+                }
+                HostStage::Done | HostStage::Failed | HostStage::Skipped => return Ok(()),
+            }
+        }
+    }
+
+    /// Create the new host's NIC and VM from the release (after clearing a partner slot an older host still holds).
+    async fn create_host(
+        &self,
+        ctx: &HostContext,
+        row: &str,
+        new_name: &str,
+        new_vm_id: &str,
+        partner: bool,
+    ) -> Result<(), StepError> {
+        let pool = &ctx.record.host_pool_id;
+        self.enter(
+            ctx,
+            row,
+            HostStage::Creating,
+            &format!("Creating {} from {}", computer_name(new_name), ctx.record.target_version),
+        )?;
+        if partner {
+            self.clear_standby_slot(pool, new_name, new_vm_id, &ctx.record.target_version).await?;
+        }
+        let rg_scope = segment_id(new_vm_id, "Microsoft.Compute").unwrap_or_default();
+        let nic_id =
+            format!("{rg_scope}/providers/Microsoft.Network/networkInterfaces/{}-nic", computer_name(new_name));
+        // A NIC of this name that outlived its VM (deleteOption Detach) is updated in place, not orphaned.
+        let waits = self.waits(Step::CreateNic);
+        let took = ops::put_nic_after(&self.client, &nic_id, &ctx.profile.nic_body(), waits).await?;
+        self.pace.learn(Step::CreateNic, took, self.config.scale());
+        let body = ctx.profile.vm_body(
+            computer_name(new_name),
+            &nic_id,
+            &ctx.record.target_version_id,
+            &ctx.record.target_version,
+            &admin_password(),
+        );
+        // A VM that fails to provision fails its operation, which is the error returned here.
+        let took = ops::put_vm_after(&self.client, new_vm_id, &body, self.waits(Step::CreateVm)).await?;
+        self.pace.learn(Step::CreateVm, took, self.config.scale());
+        Ok(())
+    }
+
+    /// Join the domain (AD DS profiles) and install the AVD agent with a registration token; returns when, by
+    /// Azure's clock, the agent's install finished (registration is timed from then).
+    async fn register_host(&self, ctx: &HostContext, row: &str, new_vm_id: &str) -> Result<OffsetDateTime, StepError> {
+        if let (Some(join), Some(password)) = (&ctx.profile.domain_join, &ctx.join_password) {
+            self.enter(ctx, row, HostStage::Registering, &format!("Joining {}", join.domain))?;
+            let body = ctx.profile.join_body(join, password.expose());
+            let waits = self.waits(Step::JoinDomain);
+            let took = ops::put_extension_after(&self.client, new_vm_id, JOIN_EXTENSION_NAME, &body, waits).await?;
+            self.pace.learn(Step::JoinDomain, took, self.config.scale());
+        }
+        self.enter(ctx, row, HostStage::Registering, "Registering the AVD agent")?;
+        let token = self.registration_token(&ctx.record.host_pool_id).await?;
+        let body = ctx.profile.extension_body(&ctx.record.pool_name, &token);
+        let waits = self.waits(Step::InstallAgent);
+        let took = ops::put_extension_after(&self.client, new_vm_id, EXTENSION_NAME, &body, waits).await?;
+        self.pace.learn(Step::InstallAgent, took, self.config.scale());
+        Ok(self.client.server_now())
+    }
+
+    /// Surge: build the new host under the partner name and wait until it is Available, then drain, empty and
+    /// remove (or, with standby, deallocate) the old one. Capacity never drops below the pool's size.
+    async fn surge_host(&self, ctx: &HostContext, host: &RolloutHostRecord) -> Result<(), StepError> {
+        let pool = ctx.record.host_pool_id.clone();
+        let name = host.name.clone();
+        let vm_id = host.vm_id.clone();
+        let (new_name, new_vm_id) = (standby_swap(&name), standby_vm_id(&vm_id));
+        let mut stage = HostStage::parse(&host.stage);
+        let mut registered_at = None;
+        loop {
+            match stage {
+                HostStage::Queued | HostStage::Creating => {
+                    self.create_host(ctx, &name, &new_name, &new_vm_id, true).await?;
+                    stage = HostStage::Registering;
+                }
+                HostStage::Registering => {
+                    registered_at = Some(self.register_host(ctx, &name, &new_vm_id).await?);
+                    stage = HostStage::Verifying;
+                }
+                HostStage::Verifying => {
+                    self.enter(
+                        ctx,
+                        &name,
+                        HostStage::Verifying,
+                        "Waiting for the new host to be Available and healthy",
+                    )?;
+                    self.verify(ctx, &new_name, registered_at).await?;
+                    stage = HostStage::Draining;
+                }
+                HostStage::Draining => {
+                    self.enter(ctx, &name, HostStage::Draining, "Draining the old host: no new sessions")?;
+                    match ops::set_allow_new_session(&self.client, &pool, &name, false).await {
+                        Err(e) if !ops::is_not_found(&e) => return Err(e.into()),
+                        _ => {}
+                    }
+                    stage = HostStage::WaitingForLogoff;
+                }
+                HostStage::WaitingForLogoff => {
+                    self.store.set_host_stage(&ctx.record.id, &name, stage.as_str(), &now())?;
+                    self.wait_for_logoff(ctx, &name, &name).await?;
+                    stage = HostStage::Removing;
+                }
+                HostStage::Removing => {
+                    if ctx.policy.standby {
+                        self.enter(ctx, &name, HostStage::Removing, "Deallocating the old VM as standby")?;
+                        ops::deallocate_vm(&self.client, &vm_id).await?;
+                    } else {
+                        self.enter(ctx, &name, HostStage::Removing, "Removing the old session host and its VM")?;
+                        ops::delete_session_host(&self.client, &pool, &name).await?;
+                        let took = ops::delete_vm_after(&self.client, &vm_id, self.waits(Step::DeleteVm)).await?;
+                        self.pace.learn(Step::DeleteVm, took, self.config.scale());
+                    }
+                    let (version, version_id) = (&ctx.record.target_version, &ctx.record.target_version_id);
+                    self.store.record_host_renamed(&pool, &name, &new_name, &new_vm_id, version, version_id)?;
+                    let done = format!("Done: {} runs {version}", computer_name(&new_name));
                     self.enter(ctx, &name, HostStage::Done, &done)?;
                     return Ok(());
                 }
@@ -1440,6 +1562,64 @@ pub fn is_prod_ring(ring: &str) -> bool {
 pub(crate) fn uuid_like() -> String {
     let mut rng = rand::rng();
     (0..12).map(|_| char::from_digit(rng.random_range(0..36), 36).unwrap_or('0')).collect()
+}
+
+#[cfg(test)]
+mod partner_tests {
+    use super::*;
+
+    #[test]
+    fn partner_names_swap_both_ways_and_keep_the_domain() {
+        assert_eq!(standby_swap("avd-3"), "avd-3-r");
+        assert_eq!(standby_swap("avd-3-r"), "avd-3");
+        assert_eq!(standby_swap("avdtst-001.corp.contoso.com"), "avdtst-001-r.corp.contoso.com");
+        assert_eq!(standby_swap("avdtst-001-r.corp.contoso.com"), "avdtst-001.corp.contoso.com");
+        assert_eq!(
+            standby_vm_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/avd-3"),
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/avd-3-r"
+        );
+    }
+
+    #[test]
+    fn surge_is_checked_against_the_free_regional_vcpus() {
+        assert_eq!(vcpus_of("Standard_D4s_v5"), Some(4));
+        assert_eq!(vcpus_of("Standard_NV36ads_A10_v5"), Some(36));
+        assert_eq!(vcpus_of("Standard_B2ms"), Some(2));
+        assert_eq!(vcpus_of("D4s_v5"), None);
+        assert_eq!(surge_quota_problem(5, "Standard_D4s_v5", "westeurope", Some(20)), None);
+        let p = surge_quota_problem(6, "Standard_D4s_v5", "westeurope", Some(20)).unwrap();
+        assert!(p.starts_with("Surge needs 24 vCPUs in westeurope at once (6 x Standard_D4s_v5)"), "{p}");
+        assert!(p.contains("has 20 of its regional vCPU quota free"), "{p}");
+        assert_eq!(surge_quota_problem(6, "Standard_D4s_v5", "westeurope", None), None, "no usage: not checked");
+    }
+
+    #[test]
+    fn a_partner_name_too_long_for_windows_blocks_standby_and_surge() {
+        let input = |name: &str| PlanInput {
+            host_pool_id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DesktopVirtualization/hostPools/hp"
+                .into(),
+            pool_name: "hp".into(),
+            ring: "Test".into(),
+            location: "westeurope".into(),
+            target_version: "2".into(),
+            target_version_id: "v2".into(),
+            replication_state_in_region: "Completed".into(),
+            replicas_in_region: 5,
+            unfinished_rollout: None,
+            hosts: vec![PlannedHost {
+                name: name.into(),
+                vm_id: format!("/x/{name}"),
+                sessions: 0,
+                state: HostState::Available,
+                current_version: "1".into(),
+            }],
+        };
+        let surge = RolloutPolicy { surge: true, ..RolloutPolicy::default() };
+        assert!(plan(input("avdprod-00001"), &surge).blockers.is_empty());
+        let blocked = plan(input("avdprod-000001.corp.contoso.com"), &surge);
+        assert!(blocked.blockers.iter().any(|b| b.message.contains("longer than the 15 characters")), "{blocked:?}");
+        assert!(blocked.warnings.iter().any(|w| w.starts_with("Surge:")));
+    }
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ async fn the_test_rings_gates_judge_a_release_and_feed_checklist_item_5() {
         max_failures: 1,
         canary: true,
         standby: false,
+        surge: false,
     };
     let view = engine.start_rollout(&pool, version, &policy).await.unwrap();
     let started = Instant::now();
@@ -149,6 +150,7 @@ async fn a_ring_keeps_its_own_rollout_policy_and_its_pools_start_from_it() {
         max_failures: 2,
         canary: true,
         standby: false,
+        surge: false,
     };
     let mut gates = engine.ring_gates("test").unwrap();
     gates.rollout = Some(RolloutPolicy { logoff_delay_minutes: 90, ..careful.clone() });

@@ -34,6 +34,7 @@ fn policy(hosts: u32) -> RolloutPolicy {
         max_failures: 1,
         canary: true,
         standby: false,
+        surge: false,
     }
 }
 
@@ -476,14 +477,20 @@ async fn a_ring_rolls_out_and_back_in_every_pool_or_in_none() {
     assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standby_keeps_replaced_hosts_deallocated_and_a_rollback_starts_them_again() {
+/// A sim, an engine that has read it, the Test pool, and a client to look at the tenant with.
+async fn standby_setup() -> (SimHandle, Engine, String, ringmaster_azure::ArmClient) {
     let sim = start_sim().await;
     let engine = Engine::new(Arc::new(Store::open_in_memory().unwrap()));
     engine.connect(connection(&sim));
     engine.refresh(&|_| {}).await.unwrap();
     let pool = common::test_pool(&sim);
     let client = common::tenant_client(&sim, common::retry_policy());
+    (sim, engine, pool, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_keeps_replaced_hosts_deallocated_and_a_rollback_starts_them_again() {
+    let (sim, engine, pool, client) = standby_setup().await;
     let standby = RolloutPolicy { standby: true, ..policy(2) };
     let before = engine.plan_rollout(&pool, "2026.1120.2", &standby).unwrap();
     assert!(before.blockers.is_empty(), "{:?}", before.blockers);
@@ -533,12 +540,7 @@ async fn standby_keeps_replaced_hosts_deallocated_and_a_rollback_starts_them_aga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_standby_hosts_are_removed_and_the_next_rollout_releases_the_last() {
-    let sim = start_sim().await;
-    let engine = Engine::new(Arc::new(Store::open_in_memory().unwrap()));
-    engine.connect(connection(&sim));
-    engine.refresh(&|_| {}).await.unwrap();
-    let pool = common::test_pool(&sim);
-    let client = common::tenant_client(&sim, common::retry_policy());
+    let (sim, engine, pool, client) = standby_setup().await;
     let standby = RolloutPolicy { standby: true, ..policy(2) };
     let first = engine.start_rollout(&pool, "2026.1120.2", &standby).await.unwrap();
     let first = wait_finished(&engine, &first.id, Duration::from_secs(120)).await;
@@ -574,5 +576,42 @@ async fn released_standby_hosts_are_removed_and_the_next_rollout_releases_the_la
     assert!(hosts.iter().all(|l| l.host.image_version == "2026.1127.1"), "only the live hosts are left");
     let s = stats(&sim).await;
     assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surge_builds_each_new_host_before_its_old_one_is_drained() {
+    let (sim, engine, pool, client) = standby_setup().await;
+    let surge = RolloutPolicy { surge: true, ..policy(2) };
+    let plan = engine.plan_rollout(&pool, "2026.1120.2", &surge).unwrap();
+    assert!(plan.blockers.is_empty(), "{:?}", plan.blockers);
+    assert!(plan.warnings.iter().any(|w| w.starts_with("Surge:")), "{:?}", plan.warnings);
+    let old: Vec<String> = plan.hosts.iter().map(|h| h.vm_id.clone()).collect();
+
+    let view = engine.start_rollout(&pool, "2026.1120.2", &surge).await.unwrap();
+    let done = wait_finished(&engine, &view.id, Duration::from_secs(120)).await;
+    assert_eq!(done.state, RolloutState::Completed, "{:?} {:?}", done.reason, done.events.last());
+    // Per host, the new one was Available before the old one was drained.
+    for h in &done.hosts {
+        // Events are oldest first.
+        let at = |what: &str| {
+            done.events.iter().position(|e| e.host.as_deref() == Some(&h.name) && e.message.starts_with(what))
+        };
+        let (built, drained) = (at("Waiting for the new host"), at("Draining the old host"));
+        assert!(built.is_some() && drained.is_some() && built < drained, "{}: {built:?} {drained:?}", h.name);
+    }
+    let s = stats(&sim).await;
+    let max_out = s["maxOutOfService"].as_object().unwrap();
+    let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
+    assert_eq!(pool_max.unwrap_or(0), 0, "capacity never dropped: {s}");
+    assert_eq!(s["vmCreates"], old.len(), "{s}");
+    for vm_id in &old {
+        assert!(ringmaster_azure::ops::get_vm(&client, vm_id).await.unwrap().is_none(), "{vm_id} removed");
+        let partner = format!("{vm_id}-r");
+        let vm = ringmaster_azure::ops::get_vm(&client, &partner).await.unwrap().expect("partner VM");
+        assert_eq!(vm["tags"]["ringmaster-image-version"], "2026.1120.2");
+    }
+    assert!(s["orphans"].as_array().is_none_or(|o| o.is_empty()), "{s}");
+    assert!(s["drainedIdle"].as_array().is_none_or(|o| o.is_empty()), "{s}");
     assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
 }

@@ -110,6 +110,7 @@ describe("Start rollout dialog", () => {
         maxFailures: 2,
         canary: false,
         standby: false,
+        surge: false,
       },
     });
     await sleep(400);

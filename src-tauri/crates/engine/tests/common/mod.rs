@@ -111,6 +111,7 @@ pub fn quick_policy() -> RolloutPolicy {
         max_failures: 1,
         canary: false,
         standby: false,
+        surge: false,
     }
 }
 
