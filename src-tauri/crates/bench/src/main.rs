@@ -259,6 +259,7 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
     let cap: u32 = flag(args, "--cap", 2)?;
     let scale: f64 = flag(args, "--time-scale", 1.0)?;
     let standby = args.iter().any(|a| a == "--standby");
+    let surge = args.iter().any(|a| a == "--surge");
     let engine = engine_for(worker_client(&ready)?, &ready, &db, scale, true)?;
     let err = |e: ringmaster_engine::EngineError| anyhow::anyhow!(e.to_string());
     let id = match engine.store().rollouts()?.into_iter().next() {
@@ -275,6 +276,7 @@ async fn rollout_worker(args: &[String]) -> anyhow::Result<()> {
                 max_failures: 3,
                 canary: true,
                 standby,
+                surge,
             };
             engine.start_rollout(&pool, &version, &policy).await.map_err(err)?.id
         }

@@ -11,7 +11,15 @@ mod common;
 const KILLS: usize = 20;
 const CAP: u64 = 2;
 
-fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str, standby: bool) -> Child {
+/// How the rollout replaces hosts: in place, keeping standby, or by surge.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    InPlace,
+    Standby,
+    Surge,
+}
+
+fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str, mode: Mode) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmaster-bench"));
     cmd.args(["rollout-worker", "--ready"]).arg(ready).arg("--db").arg(db).args([
         "--pool",
@@ -23,21 +31,33 @@ fn worker(ready: &std::path::Path, db: &std::path::Path, pool: &str, standby: bo
         "--time-scale",
         "500",
     ]);
-    if standby {
-        cmd.arg("--standby");
+    match mode {
+        Mode::InPlace => {}
+        Mode::Standby => {
+            cmd.arg("--standby");
+        }
+        Mode::Surge => {
+            cmd.arg("--surge");
+        }
     }
     cmd.spawn().expect("worker starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twenty_times_the_rollout_still_completes_cleanly() {
-    killed_twenty_times(serde_json::json!({}), false).await;
+    killed_twenty_times(serde_json::json!({}), Mode::InPlace).await;
+}
+
+/// Surge: each new host (under the partner name) is built before its old one is drained and removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twenty_times_a_surge_rollout_still_completes_cleanly() {
+    killed_twenty_times(serde_json::json!({}), Mode::Surge).await;
 }
 
 /// Keeping standby: the old VMs are deallocated, not deleted, and the new ones take the partner names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twenty_times_a_standby_rollout_still_completes_cleanly() {
-    killed_twenty_times(serde_json::json!({}), true).await;
+    killed_twenty_times(serde_json::json!({}), Mode::Standby).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,12 +67,12 @@ async fn killed_twenty_times_under_5xx_errors_and_a_429_storm() {
             {"operation": "*", "kind": "status", "status": 503, "probability": 0.05},
             {"operation": "*", "kind": "throttle", "retryAfterS": 1, "probability": 0.05, "count": 15}
         ]}),
-        false,
+        Mode::InPlace,
     )
     .await;
 }
 
-async fn killed_twenty_times(faults: serde_json::Value, standby: bool) {
+async fn killed_twenty_times(faults: serde_json::Value, mode: Mode) {
     let sim = ringmaster_sim::start(SimConfig {
         seed: Seed::Demo,
         time_scale: 500.0,
@@ -76,8 +96,7 @@ async fn killed_twenty_times(faults: serde_json::Value, standby: bool) {
     assert!(r.status().is_success());
 
     let kills =
-        common::kill_repeatedly(|| worker(&ready, &db, &pool, standby), KILLS, 100..600, Duration::from_secs(180))
-            .await;
+        common::kill_repeatedly(|| worker(&ready, &db, &pool, mode), KILLS, 100..600, Duration::from_secs(180)).await;
     assert_eq!(kills, KILLS, "the rollout finished before {KILLS} kills; it needs to run longer");
 
     let s: serde_json::Value = http.get(&sim.ready.stats).send().await.unwrap().json().await.unwrap();
@@ -88,8 +107,9 @@ async fn killed_twenty_times(faults: serde_json::Value, standby: bool) {
     let pool_max = max_out.iter().find(|(k, _)| k.eq_ignore_ascii_case(&pool)).map(|(_, v)| v.as_u64().unwrap());
     assert!(pool_max.unwrap_or(0) <= CAP, "capacity cap kept across {kills} kills: {s}");
     assert!(s["specViolations"].as_array().unwrap().is_empty(), "{s}");
-    if standby {
-        // Every replaced VM is still there (deallocated), beside its replacement: none deleted, none duplicated.
+    if mode != Mode::InPlace {
+        // Standby: every replaced VM is still there (deallocated) beside its replacement. Surge: only the
+        // replacements are left. None duplicated either way.
         let client = ringmaster_azure::simulated_tenant_client(
             &sim.ready.arm,
             &sim.ready.login,
@@ -112,7 +132,8 @@ async fn killed_twenty_times(faults: serde_json::Value, standby: bool) {
         let names: Vec<&str> =
             vms.iter().filter_map(|v| v["name"].as_str()).filter(|n| n.starts_with("avdplw")).collect();
         let partners = names.iter().filter(|n| n.ends_with("-r")).count();
-        assert_eq!((names.len(), partners), (20, 10), "{names:?}");
+        let expected = if mode == Mode::Standby { (20, 10) } else { (10, 10) };
+        assert_eq!((names.len(), partners), expected, "{names:?}");
     }
     sim.shutdown();
 }
