@@ -125,6 +125,12 @@ pub async fn retry_rollout(state: State<'_, AppState>, id: String) -> Result<Rol
 
 #[tauri::command]
 #[specta::specta]
+pub async fn release_standby(state: State<'_, AppState>, id: String) -> Result<RolloutView, AppError> {
+    Ok(state.engine.release_standby(&id)?)
+}
+
+#[tauri::command]
+#[specta::specta]
 pub async fn plan_rollback(
     state: State<'_, AppState>,
     host_pool_id: String,
@@ -623,6 +629,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             resume_rollout,
             abort_rollout,
             retry_rollout,
+            release_standby,
             plan_rollback,
             rollback_pool,
             plan_ring_rollout,

@@ -20,6 +20,7 @@ export const commands = {
 	resumeRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("resume_rollout", { id })),
 	abortRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("abort_rollout", { id })),
 	retryRollout: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("retry_rollout", { id })),
+	releaseStandby: (id: string) => typedError<RolloutView, AppError>(__TAURI_INVOKE("release_standby", { id })),
 	planRollback: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutPlan, AppError>(__TAURI_INVOKE("plan_rollback", { hostPoolId, policy })),
 	rollbackPool: (hostPoolId: string, policy: RolloutPolicy) => typedError<RolloutView, AppError>(__TAURI_INVOKE("rollback_pool", { hostPoolId, policy })),
 	planRingRollout: (ring: string, version: string, policy: RolloutPolicy) => typedError<RingPlan, AppError>(__TAURI_INVOKE("plan_ring_rollout", { ring, version, policy })),
@@ -473,6 +474,11 @@ export type PoolCard = {
 	draining: number,
 	unavailable: number,
 	unknown: number,
+	/**
+	 *  Hosts kept deallocated as standby by the pool's last rollout: counted here only, not in the states or
+	 *  versions above.
+	 */
+	standby?: number,
 	users: number,
 	/**  Newest version first. */
 	versions: VersionCount[],
@@ -794,6 +800,8 @@ export type RolloutView = {
 	usersConnected: number,
 	etaMinutes: number | null,
 	events: RolloutEvent[],
+	/**  The replaced hosts are still kept as standby (a rollback of the pool starts them again). */
+	standbyKept?: boolean,
 };
 
 export type RunState = "running" | "succeeded" | "failed" | "cancelled";

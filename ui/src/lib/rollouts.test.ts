@@ -30,6 +30,11 @@ describe("rollout actions", () => {
   ] as const)("%s rollouts offer %j", (state, expected) => {
     expect(actionsFor(state)).toEqual(expected);
   });
+
+  it("offers to release the standby hosts a completed rollout still keeps, and nothing else", () => {
+    expect(actionsFor("completed", true)).toEqual(["release"]);
+    expect(actionsFor("running", true)).toEqual(["pause", "abort"]);
+  });
 });
 
 describe("stacked area chart", () => {

@@ -62,18 +62,21 @@ export function isFinished(state: RolloutState): boolean {
   return state === "completed" || state === "failed" || state === "aborted";
 }
 
-export type RolloutAction = "pause" | "resume" | "abort" | "retry";
+export type RolloutAction = "pause" | "resume" | "abort" | "retry" | "release";
 
 export const ACTION_LABELS: Record<RolloutAction, string> = {
   pause: "Pause",
   resume: "Resume",
   abort: "Abort…",
   retry: "Retry failed",
+  release: "Release standby",
 };
 
 /** What an operator can do with a rollout in each state, in button order. */
-export function actionsFor(state: RolloutState): RolloutAction[] {
+export function actionsFor(state: RolloutState, standbyKept = false): RolloutAction[] {
   switch (state) {
+    case "completed":
+      return standbyKept ? ["release"] : [];
     case "running":
       return ["pause", "abort"];
     case "paused":

@@ -503,7 +503,9 @@ impl Engine {
     }
 
     pub fn rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
-        self.runner()?.view(id)
+        let mut view = self.runner()?.view(id)?;
+        view.standby_kept = self.standby_kept(&view)?;
+        Ok(view)
     }
 
     pub fn pause_rollout(&self, id: &str) -> Result<RolloutView, EngineError> {
@@ -741,7 +743,43 @@ impl Engine {
     pub fn board(&self) -> Result<RingBoard, EngineError> {
         let mut board = rings::board(&self.store)?;
         board.sync = self.sync_status()?;
+        for lane in &mut board.rings {
+            for card in &mut lane.pools {
+                let moved = self.count_standby(card)?;
+                lane.hosts -= moved;
+            }
+        }
+        for card in &mut board.unassigned {
+            self.count_standby(card)?;
+        }
         Ok(board)
+    }
+
+    /// Move the pool's standby hosts out of its state and version counts into `standby`; returns how many.
+    fn count_standby(&self, card: &mut PoolCard) -> Result<u32, EngineError> {
+        let names = self.standby_hosts(&card.id)?;
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for line in self.store.hosts_of_pool(&card.id)?.into_iter().filter(|l| names.contains(&l.host.name)) {
+            let h = line.host;
+            let bucket = match HostState::parse(&h.state) {
+                HostState::Available => &mut card.available,
+                HostState::Draining => &mut card.draining,
+                HostState::Unavailable => &mut card.unavailable,
+                _ => &mut card.unknown,
+            };
+            *bucket = bucket.saturating_sub(1);
+            if let Some(v) = card.versions.iter_mut().find(|v| v.version == h.image_version) {
+                v.hosts = v.hosts.saturating_sub(1);
+            }
+            card.hosts = card.hosts.saturating_sub(1);
+            card.standby += 1;
+            moved += 1;
+        }
+        card.versions.retain(|v| v.hosts > 0);
+        Ok(moved)
     }
 
     pub fn image_versions(&self) -> Result<Vec<ImageVersionRow>, EngineError> {

@@ -81,6 +81,10 @@ pub struct PoolCard {
     pub draining: u32,
     pub unavailable: u32,
     pub unknown: u32,
+    /// Hosts kept deallocated as standby by the pool's last rollout: counted here only, not in the states or
+    /// versions above.
+    #[serde(default)]
+    pub standby: u32,
     pub users: u32,
     /// Newest version first.
     pub versions: Vec<VersionCount>,
@@ -511,6 +515,9 @@ pub struct RolloutView {
     pub users_connected: u32,
     pub eta_minutes: Option<u32>,
     pub events: Vec<RolloutEvent>,
+    /// The replaced hosts are still kept as standby (a rollback of the pool starts them again).
+    #[serde(default)]
+    pub standby_kept: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]

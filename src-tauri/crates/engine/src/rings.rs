@@ -194,6 +194,7 @@ pub fn board(store: &Store) -> Result<RingBoard, EngineError> {
             draining: s.draining,
             unavailable: s.unavailable,
             unknown: s.unknown,
+            standby: 0,
             users: s.users,
             versions,
         };

@@ -1516,6 +1516,7 @@ impl Rollouts {
             reason: r.reason,
             created_at: r.created_at,
             finished_at: r.finished_at,
+            standby_kept: false,
         })
     }
 

@@ -161,8 +161,16 @@ impl Engine {
         Ok(released)
     }
 
-    /// Release a rollout's standby now (the admin is sure of the release).
-    pub fn release_standby(&self, rollout_id: &str) -> Result<(), EngineError> {
+    /// Whether a finished rollout's replaced hosts are still kept as standby.
+    pub(crate) fn standby_kept(&self, view: &crate::model::RolloutView) -> Result<bool, EngineError> {
+        Ok(view.kind == "rollout"
+            && view.policy.standby
+            && view.state == crate::model::RolloutState::Completed
+            && self.store.setting(&key(&view.id))?.is_none())
+    }
+
+    /// Release a rollout's standby now (the admin is sure of the release); the rollout as it is then.
+    pub fn release_standby(&self, rollout_id: &str) -> Result<crate::model::RolloutView, EngineError> {
         let r = self
             .store
             .rollouts()?
@@ -173,7 +181,8 @@ impl Engine {
             return Err(EngineError::InvalidInput("this rollout keeps no standby hosts".into()));
         }
         self.audit("rollout.standby.release", &r.pool_name, serde_json::json!({"rolloutId": r.id}))?;
-        self.end_standby(rollout_id, "released")
+        self.end_standby(rollout_id, "released")?;
+        self.rollout(rollout_id)
     }
 }
 

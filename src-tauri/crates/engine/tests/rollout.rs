@@ -511,6 +511,10 @@ async fn standby_keeps_replaced_hosts_deallocated_and_a_rollback_starts_them_aga
     }
     // After a refresh the standby hosts are in the inventory, and no plan replaces them.
     engine.refresh(&|_| {}).await.unwrap();
+    let board = engine.board().unwrap();
+    let card = board.rings.iter().flat_map(|r| &r.pools).find(|p| p.id.eq_ignore_ascii_case(&pool)).unwrap();
+    assert_eq!((card.hosts, card.standby, card.unavailable), (old.len() as u32, old.len() as u32, 0), "{card:?}");
+    assert_eq!(versions_of_pool(&engine, &pool), [("2026.1120.2".to_string(), old.len() as u32)]);
     let next = engine.plan_rollout(&pool, "2026.1127.1", &policy(2)).unwrap();
     assert_eq!(next.hosts.len() as u32 + next.already_current, old.len() as u32, "standby hosts are not planned");
     assert!(next.hosts.iter().all(|h| h.name.split('.').next().unwrap().ends_with("-r")));
@@ -556,7 +560,8 @@ async fn released_standby_hosts_are_removed_and_the_next_rollout_releases_the_la
     assert!(engine.release_standby(&first.id).unwrap_err().to_string().contains("no standby"));
 
     // Released on request: the second rollout's standby hosts (the `-r` ones) are removed.
-    engine.release_standby(&second.id).unwrap();
+    assert!(engine.rollout(&second.id).unwrap().standby_kept);
+    assert!(!engine.release_standby(&second.id).unwrap().standby_kept);
     let started = Instant::now();
     loop {
         let mut left = 0;

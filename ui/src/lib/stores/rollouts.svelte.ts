@@ -32,6 +32,7 @@ const RUN: Record<RolloutAction, (id: string) => Promise<Result<RolloutView, App
   resume: (id) => commands.resumeRollout(id),
   abort: (id) => commands.abortRollout(id),
   retry: (id) => commands.retryRollout(id),
+  release: (id) => commands.releaseStandby(id),
 };
 
 /**
@@ -140,7 +141,7 @@ export class Rollouts {
     }
   }
 
-  /** Pause, resume, abort or retry the rollout on screen. */
+  /** Pause, resume, abort or retry the rollout on screen, or release the standby hosts it kept. */
   async act(action: RolloutAction): Promise<void> {
     const id = this.watching;
     if (id === null || this.pending !== null) return;
