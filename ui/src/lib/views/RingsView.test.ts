@@ -185,6 +185,16 @@ describe("Rings board", () => {
     expect(onringrollback).toHaveBeenCalledWith(board.rings[1].key, "Pilot");
   });
 
+  it("counts a pool's standby hosts apart from its states", () => {
+    const board = makeBoard();
+    board.rings[0].pools[0] = { ...board.rings[0].pools[0], standby: 3 };
+    const view = render(RingsView, { board, palette: paletteFor(board), onopenpool: vi.fn() });
+    cleanup.push(view.destroy);
+    const standby = byTestId(view.target, "pool-standby");
+    expect(standby).toHaveLength(1);
+    expect(text(standby[0])).toBe("3 standby");
+  });
+
   it("has no menu when nothing can be started from the board", () => {
     const { target } = renderBoard();
     expect(byTestId(target, "pool-menu")).toHaveLength(0);
