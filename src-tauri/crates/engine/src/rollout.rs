@@ -1067,12 +1067,7 @@ impl Rollouts {
         loop {
             match stage {
                 HostStage::Queued | HostStage::Draining => {
-                    self.enter(ctx, &name, HostStage::Draining, "Draining: no new sessions")?;
-                    // A host already unregistered (a resumed rollout, a host that died) has nothing to drain.
-                    match ops::set_allow_new_session(&self.client, &pool, &name, false).await {
-                        Err(e) if !ops::is_not_found(&e) => return Err(e.into()),
-                        _ => {}
-                    }
+                    self.drain(ctx, &name, &name, "Draining: no new sessions").await?;
                     stage = HostStage::WaitingForLogoff;
                 }
                 HostStage::WaitingForLogoff => {
@@ -1088,9 +1083,7 @@ impl Rollouts {
                 }
                 HostStage::Removing => {
                     self.enter(ctx, &name, HostStage::Removing, "Removing the session host and its VM")?;
-                    ops::delete_session_host(&self.client, &pool, &name).await?;
-                    let took = ops::delete_vm_after(&self.client, &vm_id, self.waits(Step::DeleteVm)).await?;
-                    self.pace.learn(Step::DeleteVm, took, self.config.scale());
+                    self.remove_host(&pool, &name, &vm_id).await?;
                     stage = HostStage::Creating;
                 }
                 HostStage::Creating => {
@@ -1215,11 +1208,7 @@ impl Rollouts {
                     stage = HostStage::Draining;
                 }
                 HostStage::Draining => {
-                    self.enter(ctx, &name, HostStage::Draining, "Draining the old host: no new sessions")?;
-                    match ops::set_allow_new_session(&self.client, &pool, &name, false).await {
-                        Err(e) if !ops::is_not_found(&e) => return Err(e.into()),
-                        _ => {}
-                    }
+                    self.drain(ctx, &name, &name, "Draining the old host: no new sessions").await?;
                     stage = HostStage::WaitingForLogoff;
                 }
                 HostStage::WaitingForLogoff => {
@@ -1233,9 +1222,7 @@ impl Rollouts {
                         ops::deallocate_vm(&self.client, &vm_id).await?;
                     } else {
                         self.enter(ctx, &name, HostStage::Removing, "Removing the old session host and its VM")?;
-                        ops::delete_session_host(&self.client, &pool, &name).await?;
-                        let took = ops::delete_vm_after(&self.client, &vm_id, self.waits(Step::DeleteVm)).await?;
-                        self.pace.learn(Step::DeleteVm, took, self.config.scale());
+                        self.remove_host(&pool, &name, &vm_id).await?;
                     }
                     let (version, version_id) = (&ctx.record.target_version, &ctx.record.target_version_id);
                     self.store.record_host_renamed(&pool, &name, &new_name, &new_vm_id, version, version_id)?;
@@ -1248,13 +1235,31 @@ impl Rollouts {
         }
     }
 
+    /// Stop new sessions on `name` (journal row `row`). A host already unregistered (a resumed rollout, a host that
+    /// died) has nothing to drain.
+    async fn drain(&self, ctx: &HostContext, row: &str, name: &str, what: &str) -> Result<(), StepError> {
+        self.enter(ctx, row, HostStage::Draining, what)?;
+        match ops::set_allow_new_session(&self.client, &ctx.record.host_pool_id, name, false).await {
+            Err(e) if !ops::is_not_found(&e) => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove a session host's registration and its VM (the NIC and OS disk go with a VM created with
+    /// deleteOption Delete). Both are done when already gone.
+    async fn remove_host(&self, pool: &str, name: &str, vm_id: &str) -> Result<(), StepError> {
+        ops::delete_session_host(&self.client, pool, name).await?;
+        let took = ops::delete_vm_after(&self.client, vm_id, self.waits(Step::DeleteVm)).await?;
+        self.pace.learn(Step::DeleteVm, took, self.config.scale());
+        Ok(())
+    }
+
     /// A standby slot still holding an older host (a standby released but not yet removed, or one from a rollout
     /// before): remove it so the new host can take the name. One already on the target (a resumed create) stays.
     async fn clear_standby_slot(&self, pool: &str, name: &str, vm_id: &str, target: &str) -> Result<(), StepError> {
         if let Some(vm) = ops::get_vm(&self.client, vm_id).await? {
             if vm["tags"]["ringmaster-image-version"].as_str() != Some(target) {
-                ops::delete_session_host(&self.client, pool, name).await?;
-                ops::delete_vm_after(&self.client, vm_id, self.waits(Step::DeleteVm)).await?;
+                self.remove_host(pool, name, vm_id).await?;
             }
         }
         Ok(())
@@ -1281,11 +1286,8 @@ impl Rollouts {
                     stage = HostStage::Draining;
                 }
                 HostStage::Draining => {
-                    self.enter(ctx, &name, HostStage::Draining, &format!("Draining {}", computer_name(&new_name)))?;
-                    match ops::set_allow_new_session(&self.client, &pool, &new_name, false).await {
-                        Err(e) if !ops::is_not_found(&e) => return Err(e.into()),
-                        _ => {}
-                    }
+                    let what = format!("Draining {}", computer_name(&new_name));
+                    self.drain(ctx, &name, &new_name, &what).await?;
                     stage = HostStage::WaitingForLogoff;
                 }
                 HostStage::WaitingForLogoff => {
@@ -1295,8 +1297,7 @@ impl Rollouts {
                 }
                 HostStage::Removing => {
                     self.enter(ctx, &name, HostStage::Removing, &format!("Removing {}", computer_name(&new_name)))?;
-                    ops::delete_session_host(&self.client, &pool, &new_name).await?;
-                    ops::delete_vm_after(&self.client, &new_vm_id, self.waits(Step::DeleteVm)).await?;
+                    self.remove_host(&pool, &new_name, &new_vm_id).await?;
                     let (version, version_id) = (&ctx.record.target_version, &ctx.record.target_version_id);
                     self.store.record_host_renamed(&pool, &new_name, &name, &host.vm_id, version, version_id)?;
                     self.enter(ctx, &name, HostStage::Done, &format!("Done: back on {version}"))?;
