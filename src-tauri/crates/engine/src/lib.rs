@@ -269,10 +269,6 @@ impl Engine {
         self.rollouts.read().ok().and_then(|r| r.clone()).ok_or(EngineError::NotConnected)
     }
 
-    pub fn default_policy(&self) -> RolloutPolicy {
-        RolloutPolicy::default()
-    }
-
     /// What rolling `version` (a gallery image version name) out to a pool would do, from the cached inventory.
     pub fn plan_rollout(
         &self,

@@ -1071,19 +1071,11 @@ impl Rollouts {
                     stage = HostStage::WaitingForLogoff;
                 }
                 HostStage::WaitingForLogoff => {
-                    self.store.set_host_stage(&ctx.record.id, &name, stage.as_str(), &now())?;
                     self.wait_for_logoff(ctx, &name, &name).await?;
                     stage = HostStage::Removing;
                 }
-                HostStage::Removing if standby => {
-                    // Drained and deallocated, registration kept: a rollback starts it again in minutes.
-                    self.enter(ctx, &name, HostStage::Removing, "Deallocating the VM as standby")?;
-                    ops::deallocate_vm(&self.client, &vm_id).await?;
-                    stage = HostStage::Creating;
-                }
                 HostStage::Removing => {
-                    self.enter(ctx, &name, HostStage::Removing, "Removing the session host and its VM")?;
-                    self.remove_host(&pool, &name, &vm_id).await?;
+                    self.retire_host(ctx, &name, &vm_id).await?;
                     stage = HostStage::Creating;
                 }
                 HostStage::Creating => {
@@ -1212,18 +1204,11 @@ impl Rollouts {
                     stage = HostStage::WaitingForLogoff;
                 }
                 HostStage::WaitingForLogoff => {
-                    self.store.set_host_stage(&ctx.record.id, &name, stage.as_str(), &now())?;
                     self.wait_for_logoff(ctx, &name, &name).await?;
                     stage = HostStage::Removing;
                 }
                 HostStage::Removing => {
-                    if ctx.policy.standby {
-                        self.enter(ctx, &name, HostStage::Removing, "Deallocating the old VM as standby")?;
-                        ops::deallocate_vm(&self.client, &vm_id).await?;
-                    } else {
-                        self.enter(ctx, &name, HostStage::Removing, "Removing the old session host and its VM")?;
-                        self.remove_host(&pool, &name, &vm_id).await?;
-                    }
+                    self.retire_host(ctx, &name, &vm_id).await?;
                     let (version, version_id) = (&ctx.record.target_version, &ctx.record.target_version_id);
                     self.store.record_host_renamed(&pool, &name, &new_name, &new_vm_id, version, version_id)?;
                     let done = format!("Done: {} runs {version}", computer_name(&new_name));
@@ -1242,6 +1227,19 @@ impl Rollouts {
         match ops::set_allow_new_session(&self.client, &ctx.record.host_pool_id, name, false).await {
             Err(e) if !ops::is_not_found(&e) => Err(e.into()),
             _ => Ok(()),
+        }
+    }
+
+    /// The replaced host leaves: with standby its VM is deallocated and its drained registration kept (a rollback
+    /// starts it again in minutes); otherwise both are removed.
+    async fn retire_host(&self, ctx: &HostContext, name: &str, vm_id: &str) -> Result<(), StepError> {
+        if ctx.policy.standby {
+            self.enter(ctx, name, HostStage::Removing, "Deallocating the old VM as standby")?;
+            ops::deallocate_vm(&self.client, vm_id).await?;
+            Ok(())
+        } else {
+            self.enter(ctx, name, HostStage::Removing, "Removing the old session host and its VM")?;
+            self.remove_host(&ctx.record.host_pool_id, name, vm_id).await
         }
     }
 
@@ -1291,7 +1289,6 @@ impl Rollouts {
                     stage = HostStage::WaitingForLogoff;
                 }
                 HostStage::WaitingForLogoff => {
-                    self.store.set_host_stage(&ctx.record.id, &name, stage.as_str(), &now())?;
                     self.wait_for_logoff(ctx, &name, &new_name).await?;
                     stage = HostStage::Removing;
                 }
@@ -1313,6 +1310,7 @@ impl Rollouts {
     async fn wait_for_logoff(&self, ctx: &HostContext, row: &str, name: &str) -> Result<(), StepError> {
         let pool = &ctx.record.host_pool_id;
         let id = &ctx.record.id;
+        self.store.set_host_stage(id, row, HostStage::WaitingForLogoff.as_str(), &now())?;
         let started = tokio::time::Instant::now();
         loop {
             let sessions = match ops::list_user_sessions(&self.client, pool, name).await {

@@ -16,7 +16,7 @@ pub struct ScheduledRolloutRecord {
     pub start_at: String,
     pub created_by: String,
     pub created_at: String,
-    /// scheduled | started | cancelled | failed
+    /// scheduled | started | cancelled | failed | missed
     pub state: String,
     pub rollout_id: Option<String>,
     pub reason: Option<String>,
